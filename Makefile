@@ -1,0 +1,56 @@
+# slm4offer: `make all` regenerates every figure and table; `make test` runs the whole suite.
+# Both create .venv on first use (torch's CPU build first, then the pinned package) and never
+# reinstall unless pyproject.toml changes.
+
+PROFILE ?= default
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+# The one torch pin lives in pyproject.toml; it is installed alone first so that pip never
+# pulls a multi-GB CUDA build to satisfy it.
+TORCH_PIN := $(shell grep -o '"torch==[0-9.]*"' pyproject.toml | tr -d '"')
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9][0-9]_*.ipynb))
+RUN_STAMPS := $(patsubst notebooks/%.ipynb,artifacts/$(PROFILE)/.ran/%,$(NOTEBOOKS))
+PACKAGE_SOURCES := $(shell find slm4offer -name '*.py' -o -name '*.yaml')
+
+# A failed recipe leaves no half-made target behind (papermill writes its output on failure).
+.DELETE_ON_ERROR:
+.PHONY: all test unit notebooks-smoke lint venv clean help
+
+help:
+	@echo "make all      # create .venv, execute every notebook (PROFILE=$(PROFILE)), write figures/ and results/"
+	@echo "make test     # create .venv, unit tests + notebooks under nbval on the smoke profile"
+	@echo "make lint     # ruff"
+	@echo "make clean    # remove cached artifacts (not .venv)"
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $@
+
+all: $(RUN_STAMPS)
+
+# Each notebook is executed in place (outputs are committed for readers); the stamp, written
+# after it, records the run, so an unchanged notebook and package are not run again.
+artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
+	@mkdir -p $(@D)
+	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/papermill --cwd notebooks -k python3 --log-level WARNING \
+		--execution-timeout 3600 $< notebooks/.$*.tmp.ipynb
+	mv notebooks/.$*.tmp.ipynb $<
+	touch $@
+
+test: $(STAMP)
+	$(BIN)/python -m pytest tests -q
+	SLM4OFFER_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
+		-p no:cacheprovider notebooks
+
+lint: $(STAMP)
+	$(BIN)/ruff check slm4offer tests
+
+clean:
+	rm -rf artifacts

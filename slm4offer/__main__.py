@@ -1,0 +1,5 @@
+import sys
+
+from slm4offer.cli import main
+
+sys.exit(main())

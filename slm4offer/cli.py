@@ -1,0 +1,100 @@
+"""`slm4offer <stage>`: the pipeline's stages for scripts and clusters.
+
+Flags are derived from the `Config` fields (their help is the field's help), so the CLI,
+notebooks and YAML config files always offer the same settings.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from slm4offer.config import Config, config_fields, load_config
+
+EPILOG = """examples:
+  slm4offer synthesize --domain finance --profile default
+  slm4offer synthesize --domain path/to/my_domain.yaml --n-personas 2000 --seed 3
+  slm4offer validate-data examples/user_data/interactions.csv --offers examples/user_data/offers.csv --out my_dataset
+  slm4offer config --profile smoke
+"""
+
+
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", dest="config_file", metavar="FILE",
+                        help="YAML file of config fields (applied after the profile, before flags)")
+    for f in config_fields():
+        flag = "--" + f.name.replace("_", "-")
+        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(f.type, str)
+        parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
+                            help=f"{f.metadata['help']} (default: {f.default!r})")
+
+
+def _config(args: argparse.Namespace) -> Config:
+    fields = {f.name: getattr(args, f.name) for f in config_fields()}
+    return load_config(fields.pop("profile"), args.config_file, **fields)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="slm4offer",
+        description="Reproduce SLM4Offer (arXiv 2508.15471): synthesise a customer/offer world, "
+                    "train T5 with InfoNCE + cross-entropy, judge the offers it generates.",
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    synth = sub.add_parser("synthesize", help="build the synthetic dataset (cached by config hash)",
+                           description="Synthesise personas, an offer catalog and a historical "
+                                       "campaign, split by persona, and save a Hugging Face "
+                                       "DatasetDict under artifacts/<profile>/.")
+    _add_config_flags(synth)
+
+    val = sub.add_parser("validate-data", help="check your own campaign log and catalog (CSV/JSONL)",
+                         description="Validate an interactions file (persona_id, persona, offer_id, "
+                                     "accepted, [attributes...]) against an offers file (offer_id, "
+                                     "offer). With --out, also write the dataset folder.")
+    val.add_argument("interactions", type=Path, help="CSV or JSONL, one row per offer shown")
+    val.add_argument("--offers", type=Path, required=True, help="CSV or JSONL offer catalog")
+    val.add_argument("--out", type=Path, help="write the split dataset here (all or nothing)")
+    val.add_argument("--seed", type=int, default=0, help="seed of the persona split (default: 0)")
+
+    show = sub.add_parser("config", help="print the resolved configuration")
+    _add_config_flags(show)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        if args.command == "synthesize":
+            from slm4offer.data import build_dataset, export_data_card
+
+            cfg = _config(args)
+            start = time.perf_counter()
+            dd = build_dataset(cfg)
+            card = export_data_card(cfg)
+            print(f"dataset: {cfg.dataset_dir}\n{dd}\ndata card: {card}\n"
+                  f"({time.perf_counter() - start:.1f} s)")
+        elif args.command == "validate-data":
+            from slm4offer.userdata import build_user_dataset, load_user_data
+
+            if args.out:
+                out = build_user_dataset(args.interactions, args.offers, args.out, seed=args.seed)
+                print(f"valid; dataset written to {out}")
+            else:
+                rows, catalog = load_user_data(args.interactions, args.offers)
+                print(f"valid: {len(rows)} personas, {len(catalog)} offers, "
+                      f"{sum(len(r['accepted_offer_ids']) for r in rows)} accepted")
+        elif args.command == "config":
+            cfg = _config(args)
+            print(cfg.summary())
+            print(f"dataset_dir={cfg.dataset_dir}")
+    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        print(f"slm4offer {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""One configuration object for every stage, its profiles, its hashes, and the output paths.
+
+Settings flow only through `Config`. A profile (`smoke`, `default`, `paper`) is a small set of
+overrides on the dataclass defaults; a YAML file, a notebook's parameters cell or CLI flags
+override single fields on top. Unknown keys and wrong types raise at once, naming the key.
+
+Cached artifacts live under `artifacts/<profile>/` and are named by the hash of the fields that
+produced them (`Config.stage_hash`), so a stage reruns only when its own inputs change.
+Only this module and `cli.py` read the environment.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import hashlib
+import json
+import os
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+PROFILE_ENV = "SLM4OFFER_PROFILE"
+ROOT_ENV = "SLM4OFFER_ROOT"
+
+
+def _f(default, help: str, **kw):
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every setting of the pipeline. Field help doubles as CLI help (`slm4offer --help`)."""
+
+    profile: str = _f("default", "Named profile: smoke (CI, seconds), default (2-core CPU), "
+                      "paper (T5-Small scale, GPU).")
+    domain: str = _f("finance", "Built-in domain name (finance, ecommerce) or path to a domain YAML.")
+    seed: int = _f(0, "Seed of the synthetic world, the campaign and the splits.")
+    generator: str = _f("world", "Where personas and offer texts come from: 'world' (templates) "
+                        "or 'openai' (any OpenAI-compatible endpoint, see llm_* fields).")
+    # --- synthetic world and campaign -------------------------------------------------------
+    n_personas: int = _f(4000, "Personas to synthesise before dropping those who accepted nothing.")
+    catalog_size: int = _f(120, "Offers in the catalog, sampled from the allowed slot combinations "
+                           "(0 = all of them).")
+    offers_per_round: int = _f(4, "Offers the historical campaign shows a persona per round.")
+    max_rounds: int = _f(3, "Campaign rounds; a persona accepting nothing after these is dropped.")
+    val_fraction: float = _f(0.1, "Share of personas in the validation split.")
+    test_fraction: float = _f(0.1, "Share of personas in the test split.")
+    # --- optional LLM generator (OpenAI-compatible; the key comes only from OPENAI_API_KEY) ---
+    llm_base_url: str = _f("", "Base URL of an OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1; "
+                           "empty = the openai client's default (OPENAI_BASE_URL or OpenAI).")
+    llm_model: str = _f("gpt-4o-mini", "Model name sent to the endpoint.")
+    llm_temperature: float = _f(0.8, "Sampling temperature for generation (judges use 0).")
+    llm_concurrency: int = _f(4, "Requests in flight at once.")
+    llm_max_attempts: int = _f(4, "Attempts per item (HTTP errors and malformed JSON) before it is "
+                               "recorded as an error.")
+    llm_timeout_s: float = _f(60.0, "Timeout of one request, seconds.")
+    llm_backoff_s: float = _f(1.0, "First retry delay, seconds; doubles each attempt (plus jitter).")
+
+    def __post_init__(self) -> None:
+        _check_types(self)
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile={self.profile!r}: unknown profile (known: {', '.join(PROFILES)})")
+        if self.generator not in ("world", "openai"):
+            raise ValueError(f"generator={self.generator!r}: must be 'world' or 'openai'")
+        if self.catalog_size < 0:
+            raise ValueError(f"catalog_size={self.catalog_size}: must be >= 0 (0 = every offer)")
+        for name in ("n_personas", "offers_per_round", "max_rounds",
+                     "llm_concurrency", "llm_max_attempts"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(self, name) < 0.5:
+                raise ValueError(f"{name}={getattr(self, name)}: must be in (0, 0.5)")
+        if self.llm_timeout_s <= 0 or self.llm_backoff_s < 0:
+            raise ValueError("llm_timeout_s must be > 0 and llm_backoff_s >= 0")
+
+    # --- hashing ----------------------------------------------------------------------------
+    def stage_hash(self, stage: str) -> str:
+        """Short hash of the fields (and domain file) that determine `stage`'s output."""
+        from slm4offer.domains import domain_digest  # domains imports nothing from here at load
+
+        if stage not in STAGE_FIELDS:
+            raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGE_FIELDS)})")
+        names = list(STAGE_FIELDS[stage])
+        if self.generator == "openai":
+            names += ["llm_model", "llm_temperature"]
+        payload = {n: getattr(self, n) for n in names}
+        payload["domain_digest"] = domain_digest(self.domain)
+        package = Path(__file__).parent
+        payload["code_digest"] = hashlib.sha256(
+            b"".join((package / f).read_bytes() for f in STAGE_CODE[stage])
+        ).hexdigest()
+        blob = json.dumps(payload, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:12]
+
+    # --- paths ------------------------------------------------------------------------------
+    @property
+    def artifacts_dir(self) -> Path:
+        return repo_root() / "artifacts" / self.profile
+
+    @property
+    def dataset_dir(self) -> Path:
+        return self.artifacts_dir / f"dataset-{domain_name(self.domain)}-{self.stage_hash('dataset')}"
+
+    @property
+    def figures_dir(self) -> Path:
+        """`figures/` for the default profile (committed); `figures/<profile>/` otherwise."""
+        return _profile_dir("figures", self.profile)
+
+    @property
+    def results_dir(self) -> Path:
+        return _profile_dir("results", self.profile)
+
+    @property
+    def llm_cache_dir(self) -> Path:
+        """Shared by profiles: a cached reply is keyed by its whole request, not by profile."""
+        return repo_root() / "artifacts" / "llm_cache"
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def summary(self) -> str:
+        """The fields that differ from the dataclass defaults, one per line."""
+        lines = [f"profile={self.profile}"]
+        for f in dataclasses.fields(self):
+            if f.name != "profile" and getattr(self, f.name) != f.default:
+                lines.append(f"{f.name}={getattr(self, f.name)!r}")
+        return "\n".join(lines)
+
+
+# Fields each stage reads; a stage's hash covers these plus its upstream stages' fields.
+STAGE_FIELDS: dict[str, tuple[str, ...]] = {
+    "dataset": ("domain", "seed", "generator", "n_personas", "catalog_size", "offers_per_round",
+                "max_rounds", "val_fraction", "test_fraction"),
+}
+
+# Source files whose edits invalidate a stage's cache (code is an input too).
+STAGE_CODE: dict[str, tuple[str, ...]] = {
+    "dataset": ("domains/__init__.py", "world.py", "data.py", "llm.py", "llm_generator.py"),
+}
+
+# Profiles override only what differs from the dataclass defaults (which are `default`).
+PROFILES: dict[str, dict] = {
+    "smoke": {"n_personas": 400, "catalog_size": 48},
+    "default": {},
+    "paper": {"n_personas": 12000, "catalog_size": 0},
+}
+
+
+def load_config(profile: str | None = None, config_file: str | Path | None = None,
+                **overrides) -> Config:
+    """Build a `Config`: profile defaults, then a YAML file, then keyword overrides.
+
+    `profile=None` reads $SLM4OFFER_PROFILE, else "default". Overrides equal to None are
+    ignored, so a notebook can pass its parameters through unchanged.
+    """
+    profile = profile or os.environ.get(PROFILE_ENV) or "default"
+    if profile not in PROFILES:
+        raise ValueError(f"profile={profile!r}: unknown profile (known: {', '.join(PROFILES)})")
+    values: dict = {"profile": profile, **PROFILES[profile]}
+    if config_file is not None:
+        values.update(_read_yaml_overrides(Path(config_file)))
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    _check_keys(values, source="override")
+    return Config(**values)
+
+
+def _read_yaml_overrides(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: config file not found")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+    _check_keys(data, source=str(path))
+    return data
+
+
+def _check_keys(values: dict, source: str) -> None:
+    known = [f.name for f in dataclasses.fields(Config)]
+    for key in values:
+        if key not in known:
+            hint = difflib.get_close_matches(key, known, n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise KeyError(f"{source}: unknown config key {key!r}{extra}")
+
+
+def _check_types(cfg: Config) -> None:
+    hints = typing.get_type_hints(Config)
+    for f in dataclasses.fields(cfg):
+        value, expected = getattr(cfg, f.name), hints[f.name]
+        allowed = typing.get_args(expected) if isinstance(expected, types.UnionType) else (expected,)
+        if float in allowed and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(cfg, f.name, float(value))  # 1 is a fine float
+            continue
+        if isinstance(value, bool) and bool not in allowed:
+            raise TypeError(f"{f.name}={value!r}: expected {expected}, got bool")
+        if not isinstance(value, tuple(a for a in allowed if a is not type(None))) and not (
+            value is None and type(None) in allowed
+        ):
+            raise TypeError(f"{f.name}={value!r}: expected {expected}, got {type(value).__name__}")
+
+
+def llm_api_key() -> str:
+    """The endpoint's key, from $OPENAI_API_KEY only; never stored in a Config, hash or log.
+
+    Local servers (vLLM, Ollama) take no key, but the openai client insists on one.
+    """
+    return os.environ.get("OPENAI_API_KEY") or "no-key-set"
+
+
+def domain_name(domain: str) -> str:
+    """'finance' for 'finance' or for a path like 'my/finance.yaml'."""
+    return Path(domain).stem if domain.endswith((".yaml", ".yml")) else domain
+
+
+def repo_root() -> Path:
+    """The project folder: $SLM4OFFER_ROOT, else the nearest parent with slm4offer's pyproject."""
+    if os.environ.get(ROOT_ENV):
+        return Path(os.environ[ROOT_ENV]).resolve()
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
+        pyproject = candidate / "pyproject.toml"
+        if pyproject.is_file() and 'name = "slm4offer"' in pyproject.read_text():
+            return candidate
+    return here
+
+
+def _profile_dir(kind: str, profile: str) -> Path:
+    base = repo_root() / kind
+    return base if profile == "default" else base / profile
+
+
+def config_fields() -> list[dataclasses.Field]:
+    """The fields, in declaration order, for `cli.py` to turn into flags."""
+    return list(dataclasses.fields(Config))

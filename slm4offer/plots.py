@@ -1,0 +1,95 @@
+"""Figures a reviewer can put in a paper, each saved as PNG + PDF with its provenance.
+
+`save_figure` writes both formats into `cfg.figures_dir`, embeds the provenance in the files'
+metadata, and records it in `results_dir/manifest.json`, so every figure names the profile,
+seed, generator, dataset hash and commit that made it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: papermill, nbval and CI have no display
+import datasets  # noqa: E402
+import matplotlib.pyplot as plt  # noqa: E402
+import pandas as pd  # noqa: E402
+
+from slm4offer import provenance  # noqa: E402
+from slm4offer.config import Config  # noqa: E402
+from slm4offer.domains import Domain  # noqa: E402
+from slm4offer.files import write_json  # noqa: E402
+
+plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "font.size": 9,
+                     "axes.spines.top": False, "axes.spines.right": False})
+
+
+def save_figure(fig: plt.Figure, name: str, cfg: Config, stage: str = "dataset") -> list[Path]:
+    """Save `fig` as `<figures_dir>/<name>.png` and `.pdf` and record it in the manifest."""
+    record = provenance.collect(cfg, stage=stage, with_time=True)
+    summary = (f"slm4offer {name}: profile={cfg.profile} seed={cfg.seed} domain={cfg.domain} "
+               f"generator={cfg.generator} {stage}_hash={record['stage_hash']} "
+               f"commit={record['git_commit']}")
+    cfg.figures_dir.mkdir(parents=True, exist_ok=True)
+    paths = [cfg.figures_dir / f"{name}.png", cfg.figures_dir / f"{name}.pdf"]
+    fig.savefig(paths[0], bbox_inches="tight", metadata={"Description": summary})
+    fig.savefig(paths[1], bbox_inches="tight", metadata={"Subject": summary})
+    record_artifact(cfg, f"figures/{name}", record)
+    return paths
+
+
+def record_artifact(cfg: Config, key: str, record: dict) -> Path:
+    """Add or replace `key` in `results_dir/manifest.json` (read, merge, atomic write)."""
+    path = cfg.results_dir / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.is_file() else {"artifacts": {}}
+    manifest["artifacts"][key] = record
+    return write_json(path, manifest)
+
+
+def attribute_distributions(dd: datasets.DatasetDict, domain: Domain) -> plt.Figure:
+    """One panel per persona attribute: histogram (integers) or shares of personas (others)."""
+    df = pd.concat([dd[s].to_pandas() for s in dd], ignore_index=True)
+    names = list(domain.attributes)
+    cols = 3
+    rows = -(-len(names) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(3.3 * cols, 2.5 * rows), squeeze=False)
+    for ax, name in zip(axes.flat, names, strict=False):
+        attr = domain.attributes[name]
+        if attr.type == "integer":
+            ax.hist(df[name], bins=30, color="#4c72b0")
+            for low, _ in list(attr.segments.values())[1:]:
+                ax.axvline(low, color="0.3", lw=0.8, ls="--")
+            ax.set_ylabel("personas")
+        else:
+            values = df[name].explode() if attr.type == "multi" else df[name]
+            shares = values.value_counts().reindex(list(attr.values), fill_value=0) / len(df)
+            ax.barh(shares.index, shares.values, color="#55a868")
+            ax.invert_yaxis()
+            ax.set_xlabel("share of personas")
+        ax.set_title(name.replace("_", " "))
+    for ax in axes.flat[len(names):]:
+        ax.axis("off")
+    fig.suptitle(f"Persona attributes ({domain.name}, n={len(df)}; dashed lines: segment bounds)")
+    fig.tight_layout()
+    return fig
+
+
+def acceptance_by_segment(table: pd.DataFrame, base_rate: float, domain: Domain) -> plt.Figure:
+    """Campaign acceptance per attribute level, Wilson 95% CIs, overall rate as a line."""
+    attrs = list(dict.fromkeys(table["attribute"]))
+    heights = [max(1.2, 0.28 * (table["attribute"] == a).sum()) for a in attrs]
+    fig, axes = plt.subplots(len(attrs), 1, figsize=(6.0, sum(heights) + 0.8),
+                             gridspec_kw={"height_ratios": heights}, sharex=True)
+    for ax, attr in zip(axes, attrs, strict=True):
+        t = table[table["attribute"] == attr]
+        err = [t["rate"] - t["ci_low"], t["ci_high"] - t["rate"]]
+        ax.barh(t["level"], t["rate"], xerr=err, color="#4c72b0", ecolor="0.25", capsize=2)
+        ax.axvline(base_rate, color="#c44e52", lw=1, ls="--")
+        ax.invert_yaxis()
+        ax.set_ylabel(attr.replace("_", " "), rotation=0, ha="right", va="center")
+    axes[-1].set_xlabel("acceptance rate of shown offers (Wilson 95% CI; dashed: overall)")
+    fig.suptitle(f"Historical campaign: acceptance by persona segment ({domain.name})")
+    fig.tight_layout()
+    return fig

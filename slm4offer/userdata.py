@@ -1,0 +1,181 @@
+"""Bring your own data: a campaign log and an offer catalog as CSV or JSONL.
+
+Two files, the way real campaign logs look:
+
+- interactions: one row per offer shown to a persona. Columns `persona_id`, `persona` (text),
+  `offer_id`, `accepted` (1/0, true/false, yes/no, accepted/rejected); any other column is a
+  persona attribute (constant per persona) and is kept.
+- offers: the catalog. Columns `offer_id`, `offer` (text).
+
+`load_user_data` checks everything and raises one `DataValidationError` naming the file, the row
+(1-based, data rows; CSV line = row + 1) and the field. `build_user_dataset` then writes the same
+`DatasetDict` layout as `build_dataset`, all or nothing. Templates: `examples/user_data/`.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from slm4offer import data
+from slm4offer.world import Offer
+
+INTERACTION_COLUMNS = ("persona_id", "persona", "offer_id", "accepted")
+OFFER_FILE_COLUMNS = ("offer_id", "offer")
+_TRUE = {"1", "true", "yes", "accepted", "accept"}
+_FALSE = {"0", "false", "no", "rejected", "reject"}
+
+
+class DataValidationError(ValueError):
+    """Bad user data; `file`, `row` (1-based data row or None) and `field` say where."""
+
+    def __init__(self, file: Path, row: int | None, field: str | None, message: str):
+        self.file, self.row, self.field = Path(file), row, field
+        where = [str(self.file)]
+        if row is not None:
+            where.append(f"row {row}")
+        if field is not None:
+            where.append(f"field {field!r}")
+        super().__init__(f"{', '.join(where)}: {message}")
+
+
+def read_records(path: str | Path, required: tuple[str, ...]) -> list[dict]:
+    """Rows of a .csv or .jsonl file as dicts, after checking the file and its columns."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataValidationError(path, None, None, "file not found")
+    suffix = path.suffix.lower()
+    if suffix not in (".csv", ".jsonl", ".json"):
+        raise DataValidationError(path, None, None, "expected a .csv or .jsonl file")
+    text = path.read_text(encoding="utf-8-sig")
+    if not text.strip():
+        raise DataValidationError(path, None, None, "file is empty")
+    if suffix == ".csv":
+        reader = csv.DictReader(text.splitlines())
+        missing = [c for c in required if c not in (reader.fieldnames or [])]
+        if missing:
+            raise DataValidationError(path, None, missing[0], "missing column "
+                                      f"(the header has: {', '.join(reader.fieldnames or [])})")
+        rows = list(reader)
+        for i, row in enumerate(rows, start=1):
+            if None in row or any(v is None for v in row.values()):
+                raise DataValidationError(path, i, None, "wrong number of fields for the header")
+    else:
+        rows = []
+        for i, line in enumerate((ln for ln in text.splitlines() if ln.strip()), start=1):
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise DataValidationError(path, i, None, f"not valid JSON ({exc.msg})") from exc
+            if not isinstance(record, dict):
+                raise DataValidationError(path, i, None, "each line must be a JSON object")
+            for column in required:
+                if column not in record:
+                    raise DataValidationError(path, i, column, "missing column")
+            rows.append(record)
+    if not rows:
+        raise DataValidationError(path, None, None, "file has a header but no rows")
+    return rows
+
+
+def _text(path: Path, row: int, field: str, value) -> str:
+    """A non-empty string (ids may be integers in JSONL); NaN, null and blanks are errors."""
+    if value is None or isinstance(value, float) and math.isnan(value):
+        raise DataValidationError(path, row, field, "is empty (null or NaN)")
+    if isinstance(value, bool) or not isinstance(value, str | int):
+        raise DataValidationError(path, row, field,
+                                  f"wrong type: expected text, got {type(value).__name__} ({value!r})")
+    value = str(value).strip()
+    if not value or value.lower() in ("nan", "null", "none"):
+        raise DataValidationError(path, row, field, f"is empty or NaN ({value!r})")
+    return value
+
+
+def _flag(path: Path, row: int, value) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    if value is None or isinstance(value, float) and math.isnan(value):
+        raise DataValidationError(path, row, "accepted", "is empty (null or NaN)")
+    raise DataValidationError(path, row, "accepted",
+                              f"wrong type: expected 1/0, true/false, yes/no or accepted/rejected, got {value!r}")
+
+
+def load_offers(path: str | Path) -> list[Offer]:
+    path = Path(path)
+    offers, seen = [], {}
+    for i, rec in enumerate(read_records(path, OFFER_FILE_COLUMNS), start=1):
+        oid = _text(path, i, "offer_id", rec["offer_id"])
+        if oid in seen:
+            raise DataValidationError(path, i, "offer_id", f"duplicated id {oid!r} (first at row {seen[oid]})")
+        seen[oid] = i
+        offers.append(Offer(oid, {}, _text(path, i, "offer", rec["offer"])))
+    return offers
+
+
+def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[dict], list[Offer]]:
+    """Validate both files; return one row per persona (the `build_dataset` layout) and the catalog."""
+    path = Path(interactions)
+    catalog = load_offers(offers)
+    text = {o.offer_id: o.text for o in catalog}
+    personas: dict[str, dict] = {}
+    first_row: dict[str, int] = {}
+    seen_pairs: dict[tuple[str, str], int] = {}
+    for i, rec in enumerate(read_records(path, INTERACTION_COLUMNS), start=1):
+        pid = _text(path, i, "persona_id", rec["persona_id"])
+        persona = _text(path, i, "persona", rec["persona"])
+        oid = _text(path, i, "offer_id", rec["offer_id"])
+        accepted = _flag(path, i, rec["accepted"])
+        if oid not in text:
+            raise DataValidationError(path, i, "offer_id", f"unknown offer id {oid!r} "
+                                      f"(not in {Path(offers).name})")
+        if (pid, oid) in seen_pairs:
+            raise DataValidationError(path, i, "offer_id", f"duplicated row: persona {pid!r} was "
+                                      f"already shown offer {oid!r} at row {seen_pairs[(pid, oid)]}")
+        seen_pairs[(pid, oid)] = i
+        attrs = {k: _attribute(path, i, k, v) for k, v in rec.items() if k not in INTERACTION_COLUMNS}
+        if pid not in personas:
+            first_row[pid] = i
+            personas[pid] = {"persona_id": pid, "persona": persona, **attrs,
+                             **{c: [] for c in data.OFFER_COLUMNS}}
+        else:
+            known = personas[pid]
+            for field, value in [("persona", persona), *attrs.items()]:
+                if known.get(field) != value:
+                    raise DataValidationError(path, i, field, f"persona {pid!r} has a different "
+                                              f"{field} than at row {first_row[pid]}")
+        kind = "accepted" if accepted else "rejected"
+        personas[pid][f"{kind}_offer_ids"].append(oid)
+        personas[pid][f"{kind}_offers"].append(text[oid])
+    for pid, row in personas.items():
+        if not row["accepted_offer_ids"]:
+            raise DataValidationError(path, first_row[pid], "accepted",
+                                      f"persona {pid!r} has no accepted offer (a positive is needed)")
+    return list(personas.values()), catalog
+
+
+def _attribute(path: Path, row: int, field: str, value):
+    """Extra columns are persona attributes: kept as text (lists of text in JSONL)."""
+    if isinstance(value, list):
+        return [str(v) for v in value]
+    return _text(path, row, field, value)
+
+
+def build_user_dataset(interactions: str | Path, offers: str | Path, out: str | Path,
+                       val_fraction: float = 0.1, test_fraction: float = 0.1,
+                       seed: int = 0) -> Path:
+    """Validate, split by persona and save as a dataset folder; nothing is written on error."""
+    rows, catalog = load_user_data(interactions, offers)
+    splits = data.split_by_persona(rows, val_fraction, test_fraction, seed)
+    dd = data.to_dataset_dict(splits, domain=None)
+    card = data.data_card(dd, catalog, domain_label=f"user data ({Path(interactions).name})",
+                          synthesised=len(rows), dropped=0)
+    record = {"source": {"interactions": str(interactions), "offers": str(offers)},
+              "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
+    data.save_dataset(Path(out), dd, catalog, card, record)
+    return Path(out)
