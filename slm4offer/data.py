@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from typing import TYPE_CHECKING
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
@@ -210,7 +210,8 @@ def data_card_markdown(card: dict) -> str:
              f"| acceptance base rate (accepted / shown) | {c['acceptance_base_rate']:.1%} |",
              f"| accepted / rejected offers per persona | {c['accepted_per_persona']} / {c['rejected_per_persona']} |",
              f"| share of impressions on the top 10% of offers | {c['share_of_impressions_top_10pct_offers']:.1%} |",
-             f"| catalog offers (ever shown / ever accepted) | {cat['offers']} ({cat['ever_shown']} / {cat['ever_accepted']}) |",
+             f"| catalog offers (ever shown / ever accepted) | "
+             f"{cat['offers']} ({cat['ever_shown']} / {cat['ever_accepted']}) |",
              "", "## Persona attributes", ""]
     for name, s in card["attributes"].items():
         if s["kind"] == "numeric":

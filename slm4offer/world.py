@@ -129,7 +129,8 @@ def persona_text(domain: Domain, attrs: dict, template: int) -> str:
             fields[name] = value[0] if len(value) == 1 else ", ".join(value[:-1]) + " and " + value[-1]
         else:
             fields[name] = value
-    return render(domain.persona_templates[template], fields)
+    text = render(domain.persona_templates[template], fields)
+    return text[:1].upper() + text[1:]
 
 
 def persona_features(domain: Domain, attrs: dict) -> list[tuple[str, str]]:
@@ -199,8 +200,9 @@ def parse_offer(domain: Domain, text: str) -> ParsedOffer:
         return ParsedOffer(None, None, "; ".join(problems))
     slots = {s: v[0] for s, v in found.items()}
     if not domain.is_allowed(slots):
+        others = ", ".join(f"{s} {v!r}" for s, v in slots.items() if s != domain.allowed_by)
         return ParsedOffer(None, None, f"{domain.allowed_by} {slots[domain.allowed_by]!r} is not "
-                           f"offered with {', '.join(f'{s} {v!r}' for s, v in slots.items() if s != domain.allowed_by)}")
+                           f"offered with {others}")
     return ParsedOffer(slots, offer_id(slots), None)
 
 
@@ -237,17 +239,17 @@ class SimulatedCustomer:
 
     def offer_matrix(self, offers: list[dict[str, str]]) -> np.ndarray:
         """(V, N) one-hot matrix of the offers' slot values."""
-        O = np.zeros((len(self.columns), len(offers)))
+        onehot = np.zeros((len(self.columns), len(offers)))
         for j, slots in enumerate(offers):
             for s, v in slots.items():
-                O[self._col[(s, v)], j] = 1.0
-        return O
+                onehot[self._col[(s, v)], j] = 1.0
+        return onehot
 
     def systematic_utility(self, personas: list[dict], offers: list[dict[str, str]],
                            only: tuple[str, ...] | None = None) -> np.ndarray:
         """(P, N) utility without the idiosyncratic noise (what a perfect targeter knows)."""
-        O = self.offer_matrix(offers)
-        return self.domain.intercept + (self.persona_matrix(personas, only) @ self.W + self.b) @ O
+        onehot = self.offer_matrix(offers)  # (V, N)
+        return self.domain.intercept + (self.persona_matrix(personas, only) @ self.W + self.b) @ onehot
 
     def noise(self, persona_ids: list[str], offer_ids: list[str]) -> np.ndarray:
         """(P, N) N(0, noise_sd) draws fixed per (seed, persona_id, offer_id)."""

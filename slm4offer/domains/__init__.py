@@ -178,7 +178,7 @@ class _Parser:
         offer_weights = self.slot_weights(self.get(prefs, "offer", "preferences", default={}),
                                           "preferences.offer", slots)
         persona_weights = {}
-        for attr_name, levels in self.get(prefs, "persona", "preferences").items():
+        for attr_name in self.get(prefs, "persona", "preferences"):
             where = f"preferences.persona.{attr_name}"
             if attr_name not in attributes:
                 raise self.fail(where, f"unknown attribute (known: {', '.join(attributes)})")

@@ -1,0 +1,72 @@
+import shutil
+
+import pytest
+
+from slm4offer.config import Config, load_config
+from slm4offer.domains import BUILTIN_DIR
+
+
+def test_profiles_are_overrides_of_the_defaults():
+    assert load_config("default") == Config()
+    smoke = load_config("smoke")
+    assert smoke.n_personas < Config().n_personas and smoke.profile == "smoke"
+
+
+def test_profile_comes_from_the_environment(monkeypatch):
+    monkeypatch.setenv("SLM4OFFER_PROFILE", "smoke")
+    assert load_config().profile == "smoke"
+    assert load_config("paper").profile == "paper"  # an explicit profile wins
+
+
+def test_none_overrides_are_ignored_so_notebook_parameters_pass_through():
+    assert load_config("smoke", seed=None).seed == 0
+    assert load_config("smoke", seed=7).seed == 7
+
+
+def test_unknown_key_is_rejected_with_a_suggestion():
+    with pytest.raises(KeyError, match="did you mean 'n_personas'"):
+        load_config("smoke", n_persona=10)
+
+
+@pytest.mark.parametrize("field, value", [("seed", "3"), ("seed", True), ("n_personas", 1.5),
+                                          ("domain", 3)])
+def test_wrong_types_are_rejected(field, value):
+    with pytest.raises(TypeError, match=field):
+        load_config("smoke", **{field: value})
+
+
+@pytest.mark.parametrize("field, value", [("val_fraction", 0.0), ("n_personas", 0),
+                                          ("generator", "gpt"), ("catalog_size", -1)])
+def test_bad_values_are_rejected(field, value):
+    with pytest.raises(ValueError, match=field):
+        load_config("smoke", **{field: value})
+
+
+def test_yaml_file_then_keyword_overrides(tmp_path):
+    path = tmp_path / "cfg.yaml"
+    path.write_text("seed: 5\nn_personas: 50\n")
+    cfg = load_config("smoke", path, n_personas=60)
+    assert (cfg.seed, cfg.n_personas) == (5, 60)
+    path.write_text("sead: 5\n")
+    with pytest.raises(KeyError, match="cfg.yaml: unknown config key 'sead'"):
+        load_config("smoke", path)
+
+
+def test_dataset_hash_follows_its_inputs_only(tmp_path):
+    base = load_config("smoke")
+    assert base.stage_hash("dataset") == load_config("smoke").stage_hash("dataset")
+    assert base.stage_hash("dataset") != load_config("smoke", seed=1).stage_hash("dataset")
+    # LLM settings do not matter while the world generator is used
+    assert base.stage_hash("dataset") == load_config("smoke", llm_model="x").stage_hash("dataset")
+    # editing the domain file changes the hash
+    copy = tmp_path / "finance.yaml"
+    shutil.copy(BUILTIN_DIR / "finance.yaml", copy)
+    before = load_config("smoke", domain=str(copy)).stage_hash("dataset")
+    copy.write_text(copy.read_text().replace("noise_sd: 0.6", "noise_sd: 0.7"))
+    assert load_config("smoke", domain=str(copy)).stage_hash("dataset") != before
+
+
+def test_default_profile_writes_to_committed_folders_others_to_subfolders(project_root):
+    assert load_config("default").figures_dir == project_root / "figures"
+    assert load_config("smoke").results_dir == project_root / "results" / "smoke"
+    assert load_config("smoke").dataset_dir.parent == project_root / "artifacts" / "smoke"

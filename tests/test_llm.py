@@ -1,0 +1,152 @@
+"""The LLM generator against a loopback OpenAI-compatible server that injects faults."""
+
+import json
+import re
+import shutil
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from slm4offer.config import load_config
+from slm4offer.data import build_dataset, load_data_card
+from slm4offer.domains import load_domain
+
+FINANCE = load_domain("finance")
+OCCUPATIONS = list(FINANCE.attributes["occupation"].values)
+INTERESTS = list(FINANCE.attributes["interests"].values)
+
+
+def persona_reply(i):
+    return {"attributes": {"age": 20 + i, "occupation": OCCUPATIONS[i % len(OCCUPATIONS)],
+                           "income": 30000 + 1000 * i, "credit_score": 600 + i,
+                           "interests": [INTERESTS[i % len(INTERESTS)]],
+                           "spending": "big spender" if i % 2 else "careful saver"},
+            "description": f"Persona {i}: a realistic customer."}
+
+
+class FaultyServer(ThreadingHTTPServer):
+    """Answers chat completions; `faults[(kind, index)]` lists what attempts 1, 2, ... get."""
+
+    def __init__(self, faults):
+        super().__init__(("127.0.0.1", 0), Handler)
+        self.faults, self.requests, self.lock = faults, Counter(), threading.Lock()
+
+
+class Handler(BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        prompt = body["messages"][1]["content"]
+        if m := re.search(r"persona number (\d+)", prompt):
+            key, content = ("persona", int(m.group(1))), json.dumps(persona_reply(int(m.group(1))))
+        else:
+            parts = re.search(r"wording: (.*)\. Mention", prompt).group(1)
+            key = ("offer", parts)
+            content = json.dumps({"offer": "Try " + ", ".join(p.split(": ", 1)[1] for p in parts.split("; "))})
+        with self.server.lock:
+            self.server.requests[key] += 1
+            attempt = self.server.requests[key]
+        plan = self.server.faults.get(key, [])
+        fault = plan[attempt - 1] if attempt <= len(plan) else "ok"
+        if fault == "slow":
+            time.sleep(1.0)
+        status, headers = 200, {}
+        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
+                 "choices": [{"index": 0, "finish_reason": "stop",
+                              "message": {"role": "assistant", "content": content}}]}
+        if fault == "429":
+            status, headers, reply = 429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}
+        elif fault == "500":
+            status, reply = 500, {"error": {"message": "boom"}}
+        elif fault == "malformed":
+            reply["choices"][0]["message"]["content"] = '{"attributes": {"age": 3'
+        elif fault == "no_choices":
+            reply["choices"] = []
+        elif fault == "truncated":
+            reply["choices"][0]["finish_reason"] = "length"
+        elif fault == "wrong_offer":
+            reply["choices"][0]["message"]["content"] = json.dumps({"offer": "A mortgage."})
+        data = json.dumps(reply).encode()
+        self.send_response(status)
+        for k, v in {"Content-Type": "application/json", **headers}.items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def server():
+    faults = {}
+    srv = FaultyServer(faults)
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def llm_config(server, **kw):
+    return load_config("smoke", generator="openai", n_personas=12, catalog_size=12,
+                       offers_per_round=2, max_rounds=3,
+                       llm_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                       llm_backoff_s=0.01, llm_timeout_s=0.5, llm_concurrency=3, **kw)
+
+
+def test_faults_are_retried_and_every_item_ends_once(server, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    server.faults.update({("persona", 1): ["429", "500", "ok"], ("persona", 2): ["malformed", "ok"],
+                          ("persona", 3): ["slow", "ok"], ("persona", 4): ["no_choices", "truncated"],
+                          ("persona", 5): ["500"] * 9})  # never recovers within 4 attempts
+    cfg = llm_config(server)
+    dd = build_dataset(cfg, progress=False)
+    card = load_data_card(cfg.dataset_dir)
+    errors = card["generator_errors"]
+    ids = [pid for s in dd for pid in dd[s]["persona_id"]]
+    assert len(ids) == len(set(ids)), "no duplicate rows"
+    assert errors["personas_failed"] == 1 and "persona 5" in errors["first_errors"][0]
+    assert "p000005" not in ids
+    assert len(ids) + card["personas"]["dropped_no_acceptance"] == 11, "all others kept"
+    assert server.requests[("persona", 1)] == 3 and server.requests[("persona", 5)] == 4
+    texts = {t for s in dd for t in dd[s]["persona"]}
+    assert "Persona 4: a realistic customer." in texts  # re-asked after two unusable replies
+    cache_files = list(cfg.llm_cache_dir.rglob("*.json"))
+    assert len(cache_files) == 11 + 12
+    assert not any("sk-test-secret" in f.read_text() for f in cache_files)
+
+
+def test_rerun_resumes_from_the_cache(server, monkeypatch):
+    server.faults[("persona", 0)] = ["500"] * 4  # the first run loses persona 0
+    cfg = llm_config(server)
+    first = build_dataset(cfg, progress=False)
+    assert "p000000" not in {p for s in first for p in first[s]["persona_id"]}
+    sent = sum(server.requests.values())
+    shutil.rmtree(cfg.dataset_dir)  # as if interrupted before the dataset was written
+    second = build_dataset(cfg, progress=False)
+    assert sum(server.requests.values()) == sent + 1, "only the failed item is asked again"
+    ids = [p for s in second for p in second[s]["persona_id"]]
+    card = load_data_card(cfg.dataset_dir)
+    assert card["personas"]["synthesised"] == 12, "persona 0 was generated on the rerun"
+    assert card["generator_errors"]["personas_failed"] == 0
+    assert len(ids) == len(set(ids))
+
+
+def test_offer_texts_must_parse_back_to_their_own_offer(server):
+    import numpy as np
+
+    from slm4offer.world import sample_catalog
+
+    cfg = llm_config(server)
+    offers = sample_catalog(FINANCE, 12, np.random.default_rng(np.random.SeedSequence(0).spawn(3)[1]))
+    parts = "; ".join(f"{s}: {FINANCE.slots[s][v].text}" for s, v in offers[0].slots.items())
+    server.faults[("offer", parts)] = ["wrong_offer"] * 4
+    build_dataset(cfg, progress=False)
+    errors = load_data_card(cfg.dataset_dir)["generator_errors"]
+    assert errors["offers_failed"] == 1 and offers[0].offer_id in " ".join(errors["first_errors"])
+    assert "it reads as mortgage" not in errors["first_errors"][0]  # "A mortgage." names no full offer
+    assert "no benefit named" in errors["first_errors"][0]

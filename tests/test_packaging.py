@@ -1,0 +1,45 @@
+"""The set-up files agree with each other: pins, the torch pin in the Makefile, CI = README."""
+
+import re
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).parents[1]
+
+
+def pyproject_pins():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    deps = project["dependencies"] + [d for group in project["optional-dependencies"].values() for d in group]
+    return dict(d.split("==") for d in deps if "==" in d), project["dependencies"]
+
+
+def test_every_dependency_is_pinned_exactly():
+    pins, deps = pyproject_pins()
+    assert len(pins) == len(deps) + 2 and "torch" in pins
+
+
+def test_environment_yml_agrees_with_pyproject():
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    env_pins = dict(p.split("==") for p in pip if "==" in p)
+    pins, _ = pyproject_pins()
+    assert env_pins == pins
+    assert "python=3.11" in env["dependencies"]
+
+
+def test_makefile_installs_the_pyproject_torch_first():
+    makefile = (ROOT / "Makefile").read_text()
+    assert "grep -o '\"torch==[0-9.]*\"' pyproject.toml" in makefile
+    torch_line = makefile.index('pip install --quiet "$(TORCH_PIN)"')
+    assert torch_line < makefile.index('pip install --quiet -e ".[dev]"')
+
+
+def test_ci_runs_exactly_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    commands = re.findall(r"^\s*(make \w+)\s*(?:#.*)?$", readme, flags=re.M)
+    assert "make test" in commands
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
+    assert ci == ["make test"]

@@ -1,0 +1,97 @@
+import json
+from pathlib import Path
+
+import pytest
+
+from slm4offer.cli import main
+from slm4offer.userdata import DataValidationError, build_user_dataset, load_user_data
+
+EXAMPLES = Path(__file__).parents[1] / "examples" / "user_data"
+HEADER = "persona_id,persona,offer_id,accepted\n"
+
+
+@pytest.fixture
+def offers(tmp_path):
+    path = tmp_path / "offers.csv"
+    path.write_text("offer_id,offer\no1,Offer one\no2,Offer two\n")
+    return path
+
+
+def write(tmp_path, name, text):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def test_the_shipped_examples_are_valid():
+    rows, catalog = load_user_data(EXAMPLES / "interactions.csv", EXAMPLES / "offers.csv")
+    assert len(rows) == 5 and len(catalog) == 3
+    c004 = next(r for r in rows if r["persona_id"] == "c004")
+    assert c004["accepted_offer_ids"] == ["travel_email"] and c004["age"] == "41"
+
+
+@pytest.mark.parametrize("name, text, row, field, message", [
+    ("missing.csv", "persona_id,persona,offer_id\np1,x,o1\n", None, "accepted", "missing column"),
+    ("empty.csv", "", None, None, "file is empty"),
+    ("header_only.csv", HEADER, None, None, "header but no rows"),
+    ("unknown.csv", HEADER + "p1,x,o1,1\np1,x,o9,0\n", 2, "offer_id", "unknown offer id 'o9'"),
+    ("no_positive.csv", HEADER + "p1,x,o1,1\np2,y,o1,0\np2,y,o2,0\n", 2, "accepted",
+     "persona 'p2' has no accepted offer"),
+    ("nan.csv", HEADER + "p1,x,o1,1\np2,NaN,o1,1\n", 2, "persona", "empty or NaN"),
+    ("blank.csv", HEADER + "p1,,o1,1\n", 1, "persona", "empty or NaN"),
+    ("wrong_type.csv", HEADER + "p1,x,o1,maybe\n", 1, "accepted", "wrong type"),
+    ("duplicate.csv", HEADER + "p1,x,o1,1\np1,x,o2,0\np1,x,o1,0\n", 3, "offer_id",
+     "already shown offer 'o1' at row 1"),
+    ("conflict.csv", HEADER + "p1,x,o1,1\np1,other,o2,0\n", 2, "persona", "different persona than at row 1"),
+    ("ragged.csv", HEADER + "p1,x,o1,1,extra\n", 1, None, "wrong number of fields"),
+    ("bad.jsonl", '{"persona_id": "p1", "persona": "x", "offer_id": "o1", "accepted": 1}\n{oops\n',
+     2, None, "not valid JSON"),
+    ("types.jsonl", '{"persona_id": ["p1"], "persona": "x", "offer_id": "o1", "accepted": 1}\n',
+     1, "persona_id", "wrong type"),
+    ("nan.jsonl", '{"persona_id": "p1", "persona": "x", "offer_id": "o1", "accepted": NaN}\n',
+     1, "accepted", "null or NaN"),
+    ("missing.jsonl", '{"persona_id": "p1", "persona": "x", "accepted": 1}\n', 1, "offer_id",
+     "missing column"),
+    ("notes.txt", "hello", None, None, "expected a .csv or .jsonl file"),
+])
+def test_bad_interactions_get_one_clear_error(tmp_path, offers, name, text, row, field, message):
+    path = write(tmp_path, name, text)
+    with pytest.raises(DataValidationError, match=message) as info:
+        load_user_data(path, offers)
+    err = info.value
+    assert (err.file, err.row, err.field) == (path, row, field)
+    assert str(err).startswith(str(path))
+
+
+def test_duplicated_offer_ids_in_the_catalog(tmp_path):
+    bad = write(tmp_path, "offers.csv", "offer_id,offer\no1,A\no2,B\no1,C\n")
+    good = write(tmp_path, "i.csv", HEADER + "p1,x,o1,1\n")
+    with pytest.raises(DataValidationError, match=r"row 3, field 'offer_id': duplicated id 'o1' \(first at row 1\)"):
+        load_user_data(good, bad)
+
+
+def test_jsonl_with_list_attributes_builds_a_dataset(tmp_path, offers):
+    lines = [{"persona_id": f"p{i}", "persona": f"persona {i}", "offer_id": "o1" if i % 2 else "o2",
+              "accepted": True, "interests": ["a", "b"]} for i in range(10)]
+    path = write(tmp_path, "log.jsonl", "".join(json.dumps(x) + "\n" for x in lines))
+    out = build_user_dataset(path, offers, tmp_path / "ds", val_fraction=0.2, test_fraction=0.2)
+    import datasets
+
+    dd = datasets.load_from_disk(str(out))
+    assert sum(len(dd[s]) for s in dd) == 10 and dd["train"][0]["interests"] == ["a", "b"]
+
+
+def test_nothing_is_written_when_validation_fails(tmp_path, offers):
+    path = write(tmp_path, "bad.csv", HEADER + "p1,x,o9,1\n")
+    with pytest.raises(DataValidationError):
+        build_user_dataset(path, offers, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+def test_cli_validate_data(tmp_path, offers, capsys):
+    assert main(["validate-data", str(EXAMPLES / "interactions.csv"),
+                 "--offers", str(EXAMPLES / "offers.csv")]) == 0
+    assert "valid: 5 personas, 3 offers" in capsys.readouterr().out
+    bad = write(tmp_path, "bad.csv", HEADER + "p1,x,o1,perhaps\n")
+    assert main(["validate-data", str(bad), "--offers", str(offers)]) == 2
+    assert "row 1, field 'accepted': wrong type" in capsys.readouterr().err
