@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import openai
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from slm4offer.files import write_json
 

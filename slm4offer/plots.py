@@ -10,17 +10,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import datasets
+import matplotlib.pyplot as plt  # headless runs fall back to Agg; notebooks keep inline display
+import pandas as pd
 
-matplotlib.use("Agg")  # headless: papermill, nbval and CI have no display
-import datasets  # noqa: E402
-import matplotlib.pyplot as plt  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from slm4offer import provenance  # noqa: E402
-from slm4offer.config import Config  # noqa: E402
-from slm4offer.domains import Domain  # noqa: E402
-from slm4offer.files import write_json  # noqa: E402
+from slm4offer import provenance
+from slm4offer.config import Config
+from slm4offer.domains import Domain
+from slm4offer.files import write_json
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "font.size": 9,
                      "axes.spines.top": False, "axes.spines.right": False})

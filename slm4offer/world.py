@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.special import expit, ndtri
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from slm4offer.domains import Domain, _normalise, render
 
