@@ -112,13 +112,13 @@ def to_dataset_dict(splits: dict[str, list[dict]], domain: Domain | None) -> dat
 def save_dataset(path: Path, dd: datasets.DatasetDict, catalog: list[Offer], card: dict,
                  record: dict) -> None:
     """Write dataset, catalog, data card and provenance into `path`, all or nothing."""
-    was_disabled = datasets.is_progress_bar_enabled() is False
+    bars_were_on = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()  # per-shard bars would flood notebook outputs
     with atomic_dir(path) as tmp:
         try:
             dd.save_to_disk(str(tmp))
         finally:
-            if not was_disabled:
+            if bars_were_on:
                 datasets.enable_progress_bars()
         write_text(tmp / CATALOG_FILE, "".join(
             json.dumps({"offer_id": o.offer_id, "offer": o.text, "slots": o.slots}) + "\n"

@@ -18,7 +18,7 @@ import numpy as np
 from slm4offer.config import Config, llm_api_key
 from slm4offer.domains import Domain
 from slm4offer.llm import JSONChat
-from slm4offer.world import Offer, SimulatedCustomer, World, parse_offer, run_campaign, sample_catalog
+from slm4offer.world import Offer, World, campaign_world, parse_offer, sample_catalog
 
 SYSTEM = ("You write synthetic but realistic customer data for marketing research. "
           "Reply with one JSON object and nothing else.")
@@ -113,15 +113,10 @@ def build_world_llm(cfg: Config, domain: Domain, progress: bool = True) -> World
     if not personas or not catalog:
         raise RuntimeError(f"the LLM generator produced {len(personas)} personas and {len(catalog)} "
                            f"offers; first errors: {errors[:3]}")
-    customer = SimulatedCustomer(domain, cfg.seed)
-    logs = run_campaign(domain, personas, catalog, customer, cfg.offers_per_round, cfg.max_rounds,
-                        np.random.default_rng(streams[2]), progress)
-    keep = [i for i, log in enumerate(logs) if any(a for _, a in log)]
-    return World(domain=domain, seed=cfg.seed, personas=[personas[i] for i in keep],
-                 catalog=catalog, shown=[logs[i] for i in keep], dropped=len(personas) - len(keep),
-                 customer=customer,
-                 errors={"personas_failed": sum(e.startswith("persona") for e in errors),
-                         "offers_failed": sum(e.startswith("offer") for e in errors),
-                         "duplicate_persona_texts": sum(r.error is None for r in results) - len(personas),
-                         "first_errors": errors[:5]})
+    return campaign_world(domain, cfg.seed, personas, catalog, cfg.offers_per_round, cfg.max_rounds,
+                          np.random.default_rng(streams[2]), progress,
+                          errors={"personas_failed": sum(e.startswith("persona") for e in errors),
+                                  "offers_failed": sum(e.startswith("offer") for e in errors),
+                                  "duplicate_persona_texts": sum(r.error is None for r in results) - len(personas),
+                                  "first_errors": errors[:5]})
 

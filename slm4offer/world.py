@@ -320,13 +320,20 @@ def build_world(domain: Domain, seed: int, n_personas: int, catalog_size: int,
     streams = np.random.SeedSequence(seed).spawn(3)
     personas = sample_personas(domain, n_personas, np.random.default_rng(streams[0]))
     catalog = sample_catalog(domain, catalog_size, np.random.default_rng(streams[1]))
+    return campaign_world(domain, seed, personas, catalog, offers_per_round, max_rounds,
+                          np.random.default_rng(streams[2]), progress)
+
+
+def campaign_world(domain: Domain, seed: int, personas: list[dict], catalog: list[Offer],
+                   offers_per_round: int, max_rounds: int, rng: np.random.Generator,
+                   progress: bool = True, errors: dict | None = None) -> World:
+    """Run the campaign on given personas and catalog; drop personas who accepted nothing."""
     customer = SimulatedCustomer(domain, seed)
-    logs = run_campaign(domain, personas, catalog, customer, offers_per_round, max_rounds,
-                        np.random.default_rng(streams[2]), progress)
+    logs = run_campaign(domain, personas, catalog, customer, offers_per_round, max_rounds, rng, progress)
     keep = [i for i, log in enumerate(logs) if any(a for _, a in log)]
     return World(domain=domain, seed=seed, personas=[personas[i] for i in keep], catalog=catalog,
                  shown=[logs[i] for i in keep], dropped=len(personas) - len(keep),
-                 customer=customer)
+                 customer=customer, errors=errors)
 
 
 def rank_offers(customer: SimulatedCustomer, persona: dict, catalog: list[Offer]) -> list[tuple[float, Offer]]:
