@@ -14,19 +14,16 @@ from __future__ import annotations
 import json
 from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import datasets
 import numpy as np
+import pandas as pd
 
 from slm4offer import provenance
 from slm4offer.config import Config, domain_name
 from slm4offer.domains import Domain, load_domain
 from slm4offer.files import atomic_dir, write_json, write_text
 from slm4offer.world import Offer, World, build_world
-
-if TYPE_CHECKING:
-    import pandas as pd
 
 SPLITS = ("train", "validation", "test")
 OFFER_COLUMNS = ("accepted_offer_ids", "accepted_offers", "rejected_offer_ids", "rejected_offers")
@@ -49,7 +46,7 @@ def build_dataset(cfg: Config, progress: bool = True) -> datasets.DatasetDict:
     splits = split_by_persona(rows, cfg.val_fraction, cfg.test_fraction, cfg.seed)
     dd = to_dataset_dict(splits, domain)
     card = data_card(dd, world.catalog, domain_label=domain.name, synthesised=len(rows) + world.dropped,
-                     dropped=world.dropped, extra=getattr(world, "errors", None))
+                     dropped=world.dropped, extra=world.errors)
     save_dataset(cfg.dataset_dir, dd, world.catalog, card,
                  provenance.collect(cfg, stage="dataset"))
     return datasets.load_from_disk(str(cfg.dataset_dir))
@@ -140,15 +137,12 @@ def load_data_card(dataset_dir: Path) -> dict:
 def export_data_card(cfg: Config) -> Path:
     """Copy the data card of `cfg`'s dataset to `results/` (Markdown and JSON)."""
     card = load_data_card(cfg.dataset_dir)
-    stem = cfg.results_dir / f"data_card_{domain_name(cfg.domain)}"
-    write_json(stem.with_suffix(".json"), {**card, "provenance": provenance.collect(cfg, "dataset")})
-    return write_text(stem.with_suffix(".md"), data_card_markdown(card) + _provenance_line(cfg))
-
-
-def _provenance_line(cfg: Config) -> str:
     rec = provenance.collect(cfg, stage="dataset")
-    return (f"\n_Provenance: profile `{cfg.profile}`, seed {cfg.seed}, generator `{cfg.generator}`, "
-            f"dataset hash `{rec['stage_hash']}`, commit `{rec['git_commit']}`._\n")
+    stem = cfg.results_dir / f"data_card_{domain_name(cfg.domain)}"
+    write_json(stem.with_suffix(".json"), {**card, "provenance": rec})
+    footer = (f"\n_Provenance: profile `{cfg.profile}`, seed {cfg.seed}, generator `{cfg.generator}`, "
+              f"dataset hash `{rec['stage_hash']}`, commit `{rec['git_commit']}`._\n")
+    return write_text(stem.with_suffix(".md"), data_card_markdown(card) + footer)
 
 
 # --- data card --------------------------------------------------------------------------------
@@ -185,8 +179,6 @@ def data_card(dd: datasets.DatasetDict, catalog: list[Offer], domain_label: str,
 
 
 def _attribute_summary(frames) -> dict:
-    import pandas as pd
-
     df = pd.concat(frames.values(), ignore_index=True)
     out = {}
     for col in df.columns:
@@ -233,8 +225,6 @@ def data_card_markdown(card: dict) -> str:
 
 def acceptance_by_segment(dd: datasets.DatasetDict, domain: Domain) -> pd.DataFrame:
     """Campaign acceptance (accepted / shown) per attribute level, with Wilson 95% CIs."""
-    import pandas as pd
-
     from slm4offer.stats import wilson_ci
     from slm4offer.world import persona_features
 

@@ -13,12 +13,10 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
-
 from slm4offer.config import Config, llm_api_key
 from slm4offer.domains import Domain
 from slm4offer.llm import JSONChat
-from slm4offer.world import Offer, World, campaign_world, parse_offer, sample_catalog
+from slm4offer.world import Offer, World, campaign_world, parse_offer, sample_catalog, world_rngs
 
 SYSTEM = ("You write synthetic but realistic customer data for marketing research. "
           "Reply with one JSON object and nothing else.")
@@ -99,8 +97,8 @@ def build_world_llm(cfg: Config, domain: Domain, progress: bool = True) -> World
             texts.add(r.value["description"])
             personas.append({"persona_id": f"p{i:06d}", "persona": r.value["description"],
                              **r.value["attributes"]})
-    streams = np.random.SeedSequence(cfg.seed).spawn(3)
-    templated = sample_catalog(domain, cfg.catalog_size, np.random.default_rng(streams[1]))
+    rngs = world_rngs(cfg.seed)
+    templated = sample_catalog(domain, cfg.catalog_size, rngs["catalog"])
     replies = chat.run([offer_request(domain, o) for o in templated],
                        [validate_offer(domain, o) for o in templated], desc="offers",
                        progress=progress)
@@ -114,7 +112,7 @@ def build_world_llm(cfg: Config, domain: Domain, progress: bool = True) -> World
         raise RuntimeError(f"the LLM generator produced {len(personas)} personas and {len(catalog)} "
                            f"offers; first errors: {errors[:3]}")
     return campaign_world(domain, cfg.seed, personas, catalog, cfg.offers_per_round, cfg.max_rounds,
-                          np.random.default_rng(streams[2]), progress,
+                          rngs["campaign"], progress,
                           errors={"personas_failed": sum(e.startswith("persona") for e in errors),
                                   "offers_failed": sum(e.startswith("offer") for e in errors),
                                   "duplicate_persona_texts": sum(r.error is None for r in results) - len(personas),

@@ -129,8 +129,7 @@ def persona_text(domain: Domain, attrs: dict, template: int) -> str:
             fields[name] = value[0] if len(value) == 1 else ", ".join(value[:-1]) + " and " + value[-1]
         else:
             fields[name] = value
-    text = render(domain.persona_templates[template], fields)
-    return text[:1].upper() + text[1:]
+    return _sentence(render(domain.persona_templates[template], fields))
 
 
 def persona_features(domain: Domain, attrs: dict) -> list[tuple[str, str]]:
@@ -161,8 +160,12 @@ def offer_id(slots: dict[str, str]) -> str:
 
 
 def render_offer(domain: Domain, slots: dict[str, str], template: int) -> str:
-    text = render(domain.offer_templates[template],
-                  {s: domain.slots[s][v].text for s, v in slots.items()})
+    return _sentence(render(domain.offer_templates[template],
+                            {s: domain.slots[s][v].text for s, v in slots.items()}))
+
+
+def _sentence(text: str) -> str:
+    """Capitalise the first letter (templates may start with a lower-case placeholder)."""
     return text[:1].upper() + text[1:]
 
 
@@ -290,9 +293,9 @@ def run_campaign(domain: Domain, personas: list[dict], catalog: list[Offer],
                          f"the catalog's {len(catalog)} offers")
     c = domain.campaign
     slots = [o.slots for o in catalog]
-    popularity = (customer.b @ customer.offer_matrix(slots))[None, :]  # (1, N)
-    targeted = customer.systematic_utility(personas, slots, only=c.targets_on) - domain.intercept
-    targeted -= customer.b @ customer.offer_matrix(slots)  # keep only the targeted attributes
+    onehot = customer.offer_matrix(slots)  # (V, N)
+    popularity = (customer.b @ onehot)[None, :]  # (1, N)
+    targeted = customer.persona_matrix(personas, only=c.targets_on) @ customer.W @ onehot  # (P, N)
     score = (c.popularity * popularity + targeted) / c.temperature  # (P, N)
     p_accept = customer.probability(personas, slots)  # (P, N)
     logs = []
@@ -317,11 +320,22 @@ def run_campaign(domain: Domain, personas: list[dict], catalog: list[Offer],
 def build_world(domain: Domain, seed: int, n_personas: int, catalog_size: int,
                 offers_per_round: int, max_rounds: int, progress: bool = True) -> World:
     """Personas, catalog and campaign from one seed; personas who accepted nothing are dropped."""
-    streams = np.random.SeedSequence(seed).spawn(3)
-    personas = sample_personas(domain, n_personas, np.random.default_rng(streams[0]))
-    catalog = sample_catalog(domain, catalog_size, np.random.default_rng(streams[1]))
+    rngs = world_rngs(seed)
+    personas = sample_personas(domain, n_personas, rngs["personas"])
+    catalog = sample_catalog(domain, catalog_size, rngs["catalog"])
     return campaign_world(domain, seed, personas, catalog, offers_per_round, max_rounds,
-                          np.random.default_rng(streams[2]), progress)
+                          rngs["campaign"], progress)
+
+
+def world_rngs(seed: int) -> dict[str, np.random.Generator]:
+    """Independent random streams of one seed: personas, catalog and campaign.
+
+    Every generator (templates or LLM) draws the catalog and the campaign from the same
+    streams, so changing how personas are made never moves the catalog.
+    """
+    streams = np.random.SeedSequence(seed).spawn(3)
+    return {name: np.random.default_rng(s)
+            for name, s in zip(("personas", "catalog", "campaign"), streams, strict=True)}
 
 
 def campaign_world(domain: Domain, seed: int, personas: list[dict], catalog: list[Offer],
