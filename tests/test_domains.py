@@ -40,6 +40,7 @@ def _broken(tmp_path, old, new):
     ("    occupation:\n      type: categorical", "    occupation:\n      type: text",
      "persona.attributes.occupation.type: 'text' is not one of"),
     ("  noise_sd: 0.6", "  noise_sd: lots", "preferences.noise_sd: expected int/float"),
+    ("  noise_sd: 0.6", "  noise_sd: true", "preferences.noise_sd: expected int/float, got bool"),
 ])
 def test_schema_errors_name_the_file_and_yaml_path(tmp_path, old, new, message):
     with pytest.raises(DomainError, match=message.replace("[", r"\[").replace("]", r"\]")):

@@ -154,7 +154,8 @@ class _Parser:
                 return default
             raise self.fail(f"{where}.{key}" if where else key, "missing")
         value = mapping[key]
-        if not isinstance(value, kind) or isinstance(value, bool) and kind in (int, float):
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if not isinstance(value, kind) or isinstance(value, bool) and bool not in kinds:
             names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
             raise self.fail(f"{where}.{key}" if where else key,
                             f"expected {names}, got {type(value).__name__} ({value!r})")
