@@ -59,6 +59,45 @@ class Config:
                                "recorded as an error.")
     llm_timeout_s: float = _f(60.0, "Timeout of one request, seconds.")
     llm_backoff_s: float = _f(1.0, "First retry delay, seconds; doubles each attempt (plus jitter).")
+    # --- model: pretrained T5 when reachable, else the same architecture from scratch ------
+    init: str = _f("auto", "Model weights: 'auto' (pretrained_model if it is a local folder or in "
+                   "the Hugging Face cache, else scratch), 'pretrained' (fail if unreachable), 'scratch'.")
+    pretrained_model: str = _f("t5-small", "Hub id (looked up in the local HF cache only) or a local "
+                               "folder with a T5 checkpoint and tokenizer.")
+    vocab_size: int = _f(2000, "Scratch only: vocabulary of the tokenizer trained on the training split.")
+    d_model: int = _f(256, "Scratch only: hidden size (T5-Small: 512).")
+    d_ff: int = _f(1024, "Scratch only: feed-forward size (T5-Small: 2048).")
+    num_layers: int = _f(3, "Scratch only: encoder layers; the decoder has as many (T5-Small: 6).")
+    num_heads: int = _f(4, "Scratch only: attention heads (T5-Small: 8).")
+    d_kv: int = _f(64, "Scratch only: size of one attention head (T5-Small: 64).")
+    dropout: float = _f(0.1, "Dropout rate of the T5 blocks.")
+    max_persona_tokens: int = _f(96, "Persona texts are cut to this many tokens.")
+    max_offer_tokens: int = _f(64, "Offer texts are cut to this many tokens; also the generation limit.")
+    # --- loss: L = lam * InfoNCE + (1 - lam) * CE ---------------------------------------------
+    lam: float = _f(0.5, "Weight of InfoNCE in the loss (paper: 0.5). The SFT baseline uses 0.")
+    tau: float = _f(0.1, "Temperature of the cosine similarities in InfoNCE.")
+    hard_negatives: int = _f(3, "Rejected offers of the persona used as hard negatives per example "
+                             "(fewer when a persona has fewer; those slots are masked).")
+    negatives: str = _f("hard+in_batch", "Contrastive candidates besides the positive: 'hard+in_batch', "
+                        "'hard' (own rejected offers only) or 'in_batch' (other examples' offers only).")
+    pooling: str = _f("mean", "How token states become one embedding: 'mean' (masked mean) or 'eos' "
+                      "(the state at the end-of-sequence token).")
+    projection_dim: int = _f(128, "Linear projection shared by persona and offer embeddings before "
+                             "the cosine (0 = none).")
+    # --- training -------------------------------------------------------------------------------
+    train_seed: int = _f(0, "Seed of model initialisation, negative sampling, shuffling and dropout.")
+    epochs: int = _f(6, "Training epochs (the paper's curves settle by about 30 on T5-Small).")
+    batch_size: int = _f(32, "Examples (persona, accepted offer) per optimiser step and device.")
+    grad_accum: int = _f(1, "Gradient accumulation steps.")
+    learning_rate: float = _f(1e-3, "Peak AdamW learning rate (linear decay after warm-up).")
+    weight_decay: float = _f(0.01, "AdamW weight decay.")
+    warmup_ratio: float = _f(0.05, "Share of the training steps spent warming up the learning rate.")
+    logs_per_epoch: int = _f(10, "Training-loss log lines per epoch (the loss-curve figure reads them).")
+    # --- generation -----------------------------------------------------------------------------
+    num_beams: int = _f(1, "Beam width for generation (1 = greedy).")
+    rerank_candidates: int = _f(0, "Generate this many candidates by beam search and keep the one "
+                                "closest to the persona in the learned embedding space (0 = off).")
+    generation_batch_size: int = _f(64, "Personas per generation batch.")
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -77,10 +116,39 @@ class Config:
                 raise ValueError(f"{name}={getattr(self, name)}: must be in (0, 0.5)")
         if self.llm_timeout_s <= 0 or self.llm_backoff_s < 0:
             raise ValueError("llm_timeout_s must be > 0 and llm_backoff_s >= 0")
+        self._check_model_fields()
+
+    def _check_model_fields(self) -> None:
+        choices = {"init": ("auto", "pretrained", "scratch"), "pooling": ("mean", "eos"),
+                   "negatives": ("hard+in_batch", "hard", "in_batch")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"{name}={getattr(self, name)!r}: must be one of {', '.join(allowed)}")
+        if not 0.0 <= self.lam <= 1.0:
+            raise ValueError(f"lam={self.lam}: the InfoNCE weight must be in [0, 1] (0 = SFT only)")
+        if not self.tau > 0:
+            raise ValueError(f"tau={self.tau}: the temperature must be > 0")
+        for name in ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
+                     "max_persona_tokens", "max_offer_tokens", "epochs", "batch_size", "grad_accum",
+                     "logs_per_epoch", "num_beams", "generation_batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        for name in ("hard_negatives", "projection_dim", "rerank_candidates"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
+        if self.negatives != "in_batch" and self.hard_negatives == 0 and self.lam > 0:
+            raise ValueError(f"negatives={self.negatives!r} needs hard_negatives >= 1 "
+                             "(or use negatives='in_batch')")
+        if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
+            raise ValueError("dropout and warmup_ratio must be in [0, 1)")
+        if self.learning_rate <= 0 or self.weight_decay < 0:
+            raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.rerank_candidates == 1:
+            raise ValueError("rerank_candidates=1 has nothing to rerank: use 0 (off) or >= 2")
 
     # --- hashing ----------------------------------------------------------------------------
-    def stage_hash(self, stage: str) -> str:
-        """Short hash of the fields (and domain file) that determine `stage`'s output."""
+    def stage_hash(self, stage: str, **extra) -> str:
+        """Short hash of the fields (and domain file, code, `extra`) that determine `stage`'s output."""
         from slm4offer.domains import domain_digest  # domains imports nothing from here at load
 
         if stage not in STAGE_FIELDS:
@@ -88,7 +156,7 @@ class Config:
         names = list(STAGE_FIELDS[stage])
         if self.generator == "openai":
             names += ["llm_model", "llm_temperature"]
-        payload = {n: getattr(self, n) for n in names}
+        payload = {n: getattr(self, n) for n in names} | extra
         payload["domain_digest"] = domain_digest(self.domain)
         package = Path(__file__).parent
         payload["code_digest"] = hashlib.sha256(
@@ -137,17 +205,27 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
     "dataset": ("domain", "seed", "generator", "n_personas", "catalog_size", "offers_per_round",
                 "max_rounds", "val_fraction", "test_fraction"),
 }
+STAGE_FIELDS["train"] = STAGE_FIELDS["dataset"] + (
+    "init", "pretrained_model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
+    "dropout", "max_persona_tokens", "max_offer_tokens", "lam", "tau", "hard_negatives", "negatives",
+    "pooling", "projection_dim", "train_seed", "epochs", "batch_size", "grad_accum", "learning_rate",
+    "weight_decay", "warmup_ratio", "logs_per_epoch")
+STAGE_FIELDS["generate"] = STAGE_FIELDS["train"] + ("num_beams", "rerank_candidates")
 
 # Source files whose edits invalidate a stage's cache (code is an input too).
 STAGE_CODE: dict[str, tuple[str, ...]] = {
     "dataset": ("domains/__init__.py", "world.py", "data.py", "llm.py", "llm_generator.py"),
 }
+STAGE_CODE["train"] = STAGE_CODE["dataset"] + ("modeling.py", "losses.py", "training.py")
+STAGE_CODE["generate"] = STAGE_CODE["train"] + ("generation.py",)
 
 # Profiles override only what differs from the dataclass defaults (which are `default`).
 PROFILES: dict[str, dict] = {
-    "smoke": {"n_personas": 400, "catalog_size": 48},
+    "smoke": {"n_personas": 400, "catalog_size": 48, "vocab_size": 800, "d_model": 64, "d_ff": 128,
+              "num_layers": 2, "num_heads": 2, "d_kv": 32, "epochs": 2, "batch_size": 16},
     "default": {},
-    "paper": {"n_personas": 12000, "catalog_size": 0},
+    "paper": {"n_personas": 12000, "catalog_size": 0, "vocab_size": 32000, "d_model": 512, "d_ff": 2048,
+              "num_layers": 6, "num_heads": 8, "d_kv": 64, "epochs": 30, "learning_rate": 3e-4},
 }
 
 

@@ -14,7 +14,7 @@ from importlib import metadata
 
 from slm4offer.config import Config, repo_root
 
-TRACKED_PACKAGES = ("slm4offer", "torch", "transformers", "tokenizers", "datasets", "numpy",
+TRACKED_PACKAGES = ("slm4offer", "torch", "transformers", "tokenizers", "accelerate", "datasets", "numpy",
                     "scipy", "pandas", "scikit-learn", "openai", "matplotlib")
 
 

@@ -1,0 +1,107 @@
+"""The paper's loss: L = lam * InfoNCE + (1 - lam) * CE, computed with no wasted passes.
+
+Per batch of B (persona, accepted offer) examples with N hard negatives in all:
+- the encoder runs once per persona (B rows);
+- the decoder runs once over B positives + N negatives, each candidate attending to the
+  encoder states of its own persona (one batched pass);
+- CE reads the positives' rows of that same pass, so the positive is decoded once for both
+  losses; only those rows go through the LM head.
+
+InfoNCE scores each persona against every candidate in the batch (its positive, its own and
+other personas' hard negatives, other examples' positives). A candidate that is an offer this
+persona accepted, other than the positive itself, is masked out: it is not a negative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from slm4offer.modeling import OfferT5
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class LossParts:
+    """The total loss and its parts (InfoNCE is None where it was not computed)."""
+
+    loss: torch.Tensor
+    ce: torch.Tensor
+    infonce: torch.Tensor | None
+
+
+def info_nce(persona_emb: torch.Tensor, candidate_emb: torch.Tensor, valid: torch.Tensor,
+             tau: float) -> torch.Tensor:
+    """Mean over personas of -log softmax(cos(p_i, c) / tau) at candidate i, over valid candidates.
+
+    Candidate i is persona i's positive, so `valid[i, i]` must be True.
+    """
+    p = F.normalize(persona_emb, dim=-1)
+    c = F.normalize(candidate_emb, dim=-1)
+    logits = (p @ c.T / tau).masked_fill(~valid, float("-inf"))
+    return F.cross_entropy(logits, torch.arange(p.size(0), device=p.device))
+
+
+def candidate_mask(owner: torch.Tensor, keys: torch.Tensor, accepted_keys: torch.Tensor,
+                   mode: str) -> torch.Tensor:
+    """Which candidates count for which persona: (B, C) booleans.
+
+    `owner[c]`: the persona row candidate c belongs to; `keys[c]`: its offer's integer id;
+    `accepted_keys[i]`: offers persona i accepted (-1 padded). Mode 'hard' keeps only a
+    persona's own candidates; 'hard+in_batch' and 'in_batch' keep all (the collator leaves out
+    hard negatives for 'in_batch').
+    """
+    b = accepted_keys.size(0)
+    rows = torch.arange(b, device=keys.device)
+    valid = ~(keys[None, :, None] == accepted_keys[:, None, :]).any(-1)
+    if mode == "hard":
+        valid &= owner[None, :] == rows[:, None]
+    valid[rows, rows] = True
+    return valid
+
+
+def ce_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Token-mean cross-entropy, as `T5ForConditionalGeneration` computes it."""
+    return F.cross_entropy(logits.reshape(-1, logits.size(-1)), labels.reshape(-1),
+                           ignore_index=IGNORE_INDEX)
+
+
+def _pad_to(labels: torch.Tensor, length: int) -> torch.Tensor:
+    return F.pad(labels, (0, length - labels.size(1)), value=IGNORE_INDEX)
+
+
+def dual_loss(model: OfferT5, batch: dict, lam: float, tau: float, mode: str = "hard+in_batch",
+              with_infonce: bool | None = None) -> LossParts:
+    """`lam * InfoNCE + (1 - lam) * CE` for a batch from `training.OfferCollator`.
+
+    `with_infonce` (default: lam > 0) computes InfoNCE even when lam = 0, e.g. to log it for
+    the SFT baseline on validation. With lam = 0 and no InfoNCE this is exactly plain CE.
+    """
+    with_infonce = lam > 0 if with_infonce is None else with_infonce
+    mask = batch["attention_mask"]
+    encoder_states = model.encode(batch["input_ids"], mask)
+    labels = batch["labels"]
+    if not with_infonce:
+        states = model.decode(encoder_states, mask, labels)
+        ce = ce_loss(model.lm_logits(states), labels)
+        return LossParts(loss=ce, ce=ce, infonce=None)
+
+    b = labels.size(0)
+    negatives = batch["negative_labels"] if mode != "in_batch" else labels[:0]
+    negative_owner = batch["negative_owner"] if mode != "in_batch" else batch["negative_owner"][:0]
+    negative_keys = batch["negative_keys"] if mode != "in_batch" else batch["negative_keys"][:0]
+    length = max(labels.size(1), negatives.size(1))
+    candidates = torch.cat([_pad_to(labels, length), _pad_to(negatives, length)])
+    owner = torch.cat([torch.arange(b, device=labels.device), negative_owner])
+    states = model.decode(encoder_states[owner], mask[owner], candidates)
+
+    ce = ce_loss(model.lm_logits(states[:b, : labels.size(1)]), labels)
+    persona_emb = model.embed(encoder_states, mask)
+    candidate_emb = model.embed(states, candidates != IGNORE_INDEX)
+    keys = torch.cat([batch["offer_keys"], negative_keys])
+    valid = candidate_mask(owner, keys, batch["accepted_keys"], mode)
+    infonce = info_nce(persona_emb, candidate_emb, valid, tau)
+    return LossParts(loss=lam * infonce + (1 - lam) * ce, ce=ce, infonce=infonce)

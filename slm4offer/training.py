@@ -1,0 +1,333 @@
+"""Train the SFT baseline (lam = 0) or the contrastive model (lam > 0) with the HF Trainer.
+
+`train(cfg, kind)` is the stage: it returns the cached model for `cfg` when there is one,
+resumes from the last checkpoint when a run was interrupted, and otherwise trains from the
+start. Checkpoints (safetensors), resume, evaluation each epoch, gradient accumulation and
+multi-GPU (`accelerate launch`) come from `transformers.Trainer`; this module adds the examples,
+the collator and the loss, and logs CE, InfoNCE and the total separately for the loss curves.
+
+Each accepted offer is one training example. Its hard negatives are drawn from the persona's
+rejected offers once, before training, with `train_seed`: a resumed run sees the same batches.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import datasets
+import numpy as np
+import torch
+from transformers import PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import ExportableState
+from transformers.trainer_utils import get_last_checkpoint
+
+from slm4offer import provenance
+from slm4offer.config import Config, domain_name
+from slm4offer.data import build_dataset
+from slm4offer.files import atomic_dir, write_json
+from slm4offer.losses import IGNORE_INDEX, dual_loss
+from slm4offer.modeling import ModelSource, OfferT5, build_model, load_trained, parameter_count, resolve_source
+
+KINDS = ("sft", "contrastive")
+LOG_FILE, INFO_FILE = "training_log.json", "training_info.json"
+
+
+@dataclass
+class TrainedModel:
+    """A trained model with what made it: its folder, log history and provenance."""
+
+    model: OfferT5
+    tokenizer: PreTrainedTokenizerBase
+    path: Path
+    log_history: list[dict]
+    info: dict
+
+    @property
+    def label(self) -> str:
+        return self.info["label"]
+
+
+def kind_config(cfg: Config, kind: str) -> Config:
+    """The config a kind trains with: SFT is the same model and data with lam = 0."""
+    if kind not in KINDS:
+        raise ValueError(f"kind={kind!r}: must be one of {', '.join(KINDS)}")
+    if kind == "sft":
+        return dataclasses.replace(cfg, lam=0.0)
+    if cfg.lam == 0:
+        raise ValueError("kind='contrastive' with lam=0 is the SFT baseline: use kind='sft'")
+    return cfg
+
+
+def model_dir(cfg: Config, source: ModelSource) -> Path:
+    """`artifacts/<profile>/model-<domain>-<sft|contrastive>-<pretrained|scratch>-<hash>`."""
+    label = "sft" if cfg.lam == 0 else "contrastive"
+    digest = cfg.stage_hash("train", source=source.location or "scratch")
+    return cfg.artifacts_dir / f"model-{domain_name(cfg.domain)}-{label}-{source.kind}-{digest}"
+
+
+# --- examples and batches ---------------------------------------------------------------------
+
+def offer_keys(dd: datasets.DatasetDict) -> dict[str, int]:
+    """A stable integer per offer id, so that a batch can tell identical offers apart."""
+    ids = set()
+    for split in dd.values():
+        for column in ("accepted_offer_ids", "rejected_offer_ids"):
+            ids.update(i for row in split[column] for i in row)
+    return {oid: k for k, oid in enumerate(sorted(ids))}
+
+
+def make_examples(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, keys: dict[str, int],
+                  cfg: Config, seed_offset: int = 0) -> list[dict]:
+    """One tokenised example per (persona, accepted offer), with hard negatives pre-sampled."""
+    rng = np.random.default_rng(np.random.SeedSequence(cfg.train_seed, spawn_key=(11, seed_offset)))
+    personas = tokenizer(list(split["persona"]), truncation=True, max_length=cfg.max_persona_tokens)["input_ids"]
+    examples = []
+    for row, persona_ids in zip(split, personas, strict=True):
+        accepted = [keys[o] for o in row["accepted_offer_ids"]]
+        k = min(cfg.hard_negatives, len(row["rejected_offers"]))
+        picked = sorted(rng.choice(len(row["rejected_offers"]), size=k, replace=False)) if k else []
+        negatives = [row["rejected_offers"][j] for j in picked]
+        for offer, oid in zip(row["accepted_offers"], row["accepted_offer_ids"], strict=True):
+            examples.append({"persona_id": row["persona_id"], "input_ids": persona_ids,
+                             "offer": offer, "offer_key": keys[oid], "accepted_keys": accepted,
+                             "negatives": negatives,
+                             "negative_keys": [keys[row["rejected_offer_ids"][j]] for j in picked]})
+    texts = sorted({e["offer"] for e in examples} | {n for e in examples for n in e["negatives"]})
+    encoded = dict(zip(texts, tokenizer(texts, truncation=True, max_length=cfg.max_offer_tokens)["input_ids"],
+                       strict=True))
+    for e in examples:
+        e["labels"] = encoded[e.pop("offer")]
+        e["negative_labels"] = [encoded[n] for n in e.pop("negatives")]
+    return examples
+
+
+def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
+    width = max((len(r) for r in rows), default=1)
+    return torch.tensor([r + [value] * (width - len(r)) for r in rows], dtype=torch.long).reshape(-1, width)
+
+
+class OfferCollator:
+    """Pads personas and offers; flattens the hard negatives with the row each belongs to."""
+
+    def __init__(self, pad_token_id: int):
+        self.pad = pad_token_id
+
+    def __call__(self, examples: list[dict]) -> dict[str, torch.Tensor]:
+        inputs = _pad([e["input_ids"] for e in examples], self.pad)
+        negatives = [(i, n, k) for i, e in enumerate(examples)
+                     for n, k in zip(e["negative_labels"], e["negative_keys"], strict=True)]
+        return {
+            "input_ids": inputs,
+            "attention_mask": (inputs != self.pad).long(),
+            "labels": _pad([e["labels"] for e in examples], IGNORE_INDEX),
+            "offer_keys": torch.tensor([e["offer_key"] for e in examples], dtype=torch.long),
+            "accepted_keys": _pad([e["accepted_keys"] for e in examples], -1),
+            "negative_labels": _pad([n for _, n, _ in negatives], IGNORE_INDEX),
+            "negative_owner": torch.tensor([i for i, _, _ in negatives], dtype=torch.long),
+            "negative_keys": torch.tensor([k for _, _, k in negatives], dtype=torch.long),
+        }
+
+
+# --- trainer ------------------------------------------------------------------------------------
+
+class LossPartsLog(TrainerCallback, ExportableState):
+    """Running sums of CE and InfoNCE per scope (since the last log, this epoch, this eval).
+
+    Stored in every checkpoint (Trainer's stateful callbacks), so a run resumed mid-epoch
+    logs the same epoch means as one that was never interrupted.
+    """
+
+    SCOPES = ("step", "epoch", "eval")
+
+    def __init__(self):
+        self.sums: dict[str, dict[str, float]] = {scope: {} for scope in self.SCOPES}
+
+    def add(self, scope: str, weight: float, parts) -> None:
+        sums = self.sums[scope]
+        values = {"n": 1.0, "ce": parts.ce.item()}
+        if parts.infonce is not None:
+            values["infonce"] = parts.infonce.item()
+        for name, value in values.items():
+            sums[name] = sums.get(name, 0.0) + weight * value
+
+    def pop_means(self, scope: str) -> dict[str, float]:
+        sums, self.sums[scope] = self.sums[scope], {}
+        n = sums.pop("n", 0.0)
+        return {name: value / n for name, value in sums.items()} if n else {}
+
+    def state(self) -> dict:
+        return {"args": {}, "attributes": {"sums": self.sums}}
+
+
+class OfferTrainer(Trainer):
+    """`Trainer` with the dual loss; logs its parts for train (per step, per epoch) and eval.
+
+    Parts are summed in `compute_loss` and merged into the Trainer's own log lines in `log`
+    (logging from `compute_loss` would fire per micro-batch and during evaluation).
+    """
+
+    # compute_loss returns a per-micro-batch mean: let Trainer divide by gradient accumulation.
+    loss_is_scaled_for_ga = False
+
+    def __init__(self, *args, lam: float, tau: float, negatives: str, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lam, self.tau, self.negatives = lam, tau, negatives
+        self.add_callback(LossPartsLog())
+
+    @property
+    def parts_log(self) -> LossPartsLog:
+        # looked up each time: resuming replaces the callback with the checkpoint's copy
+        return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, LossPartsLog))
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        parts = dual_loss(model, inputs, self.lam, self.tau, self.negatives,
+                          with_infonce=self.lam > 0 or not model.training)
+        # Trainer averages train losses per step but eval losses per example: weight alike.
+        if model.training:
+            self.parts_log.add("step", 1.0, parts)
+            self.parts_log.add("epoch", 1.0, parts)
+        else:
+            self.parts_log.add("eval", inputs["labels"].size(0), parts)
+        return (parts.loss, {"loss": parts.loss}) if return_outputs else parts.loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if "eval_loss" in logs:  # end of an epoch: eval parts, and the epoch's train means
+            logs.update({f"eval_{k}": v for k, v in self.parts_log.pop_means("eval").items()})
+            epoch = self.parts_log.pop_means("epoch")
+            if epoch:
+                logs["train_epoch_loss"] = self.lam * epoch.get("infonce", 0.0) + (1 - self.lam) * epoch["ce"]
+                logs.update({f"train_epoch_{k}": v for k, v in epoch.items()})
+        elif "loss" in logs:
+            logs.update(self.parts_log.pop_means("step"))
+        super().log(logs, start_time)
+
+
+class EpochPrinter(TrainerCallback):
+    """One short line per epoch where progress bars are off (notebooks, logs)."""
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "eval_loss" in logs:
+            parts = [f"epoch {logs.get('epoch', 0):.0f}/{args.num_train_epochs:.0f}"]
+            for key in ("train_epoch_loss", "eval_loss", "eval_ce", "eval_infonce"):
+                if key in logs:
+                    parts.append(f"{key} {logs[key]:.4f}")
+            print("  ".join(parts), flush=True)
+
+
+def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, progress: bool,
+                       checkpoint_every: int = 0) -> TrainingArguments:
+    """Trainer settings from the config. `checkpoint_every` = 0 checkpoints each epoch."""
+    return TrainingArguments(
+        output_dir=str(output_dir),
+        num_train_epochs=cfg.epochs,
+        per_device_train_batch_size=cfg.batch_size,
+        per_device_eval_batch_size=cfg.batch_size,
+        gradient_accumulation_steps=cfg.grad_accum,
+        learning_rate=cfg.learning_rate,
+        weight_decay=cfg.weight_decay,
+        warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
+        lr_scheduler_type="linear",
+        eval_strategy="epoch",
+        logging_strategy="steps",
+        logging_steps=max(1, steps_per_epoch // cfg.logs_per_epoch),
+        save_strategy="steps" if checkpoint_every else "epoch",
+        save_steps=checkpoint_every or 500,
+        save_total_limit=2,
+        restore_callback_states_from_checkpoint=True,  # the loss-part sums (LossPartsLog)
+        seed=cfg.train_seed,
+        full_determinism=not torch.cuda.is_available(),  # CPU runs repeat bit for bit (measured)
+        data_seed=cfg.train_seed,
+        remove_unused_columns=False,
+        label_names=["labels"],
+        prediction_loss_only=True,
+        report_to="none",
+        disable_tqdm=not progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+    )
+
+
+def train(cfg: Config, kind: str, progress: bool = True, checkpoint_every: int = 0,
+          callbacks: list[TrainerCallback] | None = None) -> TrainedModel:
+    """The trained `kind` model for `cfg`: cached, resumed from a checkpoint, or trained now."""
+    cfg = kind_config(cfg, kind)
+    source = resolve_source(cfg)
+    out = model_dir(cfg, source)
+    final = out / "final"
+    if (final / INFO_FILE).is_file():
+        return load_result(final)
+    dd = build_dataset(cfg, progress=progress)
+    check_negatives(cfg, dd["train"])
+
+    initial = out / "initial"
+    if (initial / "config.json").is_file():  # resuming: the same tokenizer and initial weights
+        model, tokenizer = load_trained(initial)
+        model.train()
+    else:
+        texts = list(dd["train"]["persona"]) + sorted(
+            {o for column in ("accepted_offers", "rejected_offers") for row in dd["train"][column] for o in row})
+        model, tokenizer = build_model(cfg, source, tokenizer_texts=texts)
+        with atomic_dir(initial) as tmp:  # kept: the untrained baseline of the analyses
+            model.save_pretrained(tmp)
+            tokenizer.save_pretrained(tmp)
+
+    keys = offer_keys(dd)
+    train_examples = make_examples(dd["train"], tokenizer, keys, cfg, seed_offset=0)
+    eval_examples = make_examples(dd["validation"], tokenizer, keys, cfg, seed_offset=1)
+    steps_per_epoch = math.ceil(len(train_examples) / (cfg.batch_size * cfg.grad_accum))
+    checkpoints = out / "checkpoints"
+    args = training_arguments(cfg, checkpoints, steps_per_epoch, progress, checkpoint_every)
+    trainer = OfferTrainer(model=model, args=args, train_dataset=train_examples,
+                           eval_dataset=eval_examples, data_collator=OfferCollator(tokenizer.pad_token_id),
+                           processing_class=tokenizer, lam=cfg.lam, tau=cfg.tau, negatives=cfg.negatives,
+                           callbacks=[*([] if progress else [EpochPrinter()]), *(callbacks or [])])
+    if not progress:
+        trainer.remove_callback(PrinterCallback)  # per-step dicts would flood notebook outputs
+    resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if resume:
+        print(f"resuming from {Path(resume).name}", flush=True)
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=resume)
+    info = {
+        "label": "sft" if cfg.lam == 0 else "contrastive",
+        "kind": kind,
+        "source": dataclasses.asdict(source),
+        "source_kind": source.kind,
+        "parameters": parameter_count(model),
+        "model_config": model.config.to_diff_dict(),
+        "train_examples": len(train_examples),
+        "eval_examples": len(eval_examples),
+        "steps": trainer.state.global_step,
+        "train_seconds_this_run": round(time.perf_counter() - start, 1),
+        "resumed_from": Path(resume).name if resume else None,
+        "provenance": provenance.collect(cfg, stage="train", with_time=True),
+    }
+    with atomic_dir(final) as tmp:
+        trainer.save_model(str(tmp))
+        write_json(tmp / LOG_FILE, trainer.state.log_history)
+        write_json(tmp / INFO_FILE, info)
+    shutil.rmtree(checkpoints, ignore_errors=True)  # the final folder holds everything kept
+    return load_result(final)
+
+
+def load_result(final: Path) -> TrainedModel:
+    model, tokenizer = load_trained(final)
+    return TrainedModel(model=model, tokenizer=tokenizer, path=final,
+                        log_history=json.loads((final / LOG_FILE).read_text()),
+                        info=json.loads((final / INFO_FILE).read_text()))
+
+
+def check_negatives(cfg: Config, split: datasets.Dataset) -> None:
+    """Fail before training when more hard negatives are asked than any persona has."""
+    if cfg.lam == 0 or cfg.negatives == "in_batch":
+        return
+    available = max((len(r) for r in split["rejected_offer_ids"]), default=0)
+    if cfg.hard_negatives > available:
+        raise ValueError(f"hard_negatives={cfg.hard_negatives}: no training persona has more than "
+                         f"{available} rejected offers; use at most {available}")

@@ -1,0 +1,114 @@
+import math
+
+import pytest
+import torch
+
+from slm4offer.config import load_config
+from slm4offer.losses import candidate_mask, dual_loss, info_nce
+from slm4offer.modeling import ModelSource, build_model
+from slm4offer.training import OfferCollator
+
+TEXTS = ["Customer aged 30, likes travel.", "Customer aged 60, careful saver.",
+         "Get a travel card with air miles.", "Open a savings account with no fees.",
+         "Get home insurance with a gift card.", "Open an investment account by email."]
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    cfg = load_config("smoke", init="scratch", d_model=16, d_ff=32, num_layers=1, num_heads=2,
+                      d_kv=8, vocab_size=120, dropout=0.0, projection_dim=8)
+    model, tok = build_model(cfg, ModelSource("scratch", "", "test"), tokenizer_texts=TEXTS * 5)
+    ids = lambda text: tok(text)["input_ids"]  # noqa: E731
+    examples = [  # persona 0 accepted offers 10 and 11 (two examples); persona 1 accepted 10
+        {"input_ids": ids(TEXTS[0]), "labels": ids(TEXTS[2]), "offer_key": 10, "accepted_keys": [10, 11],
+         "negative_labels": [ids(TEXTS[4]), ids(TEXTS[5])], "negative_keys": [12, 13]},
+        {"input_ids": ids(TEXTS[0]), "labels": ids(TEXTS[3]), "offer_key": 11, "accepted_keys": [10, 11],
+         "negative_labels": [ids(TEXTS[4]), ids(TEXTS[5])], "negative_keys": [12, 13]},
+        {"input_ids": ids(TEXTS[1]), "labels": ids(TEXTS[2]), "offer_key": 10, "accepted_keys": [10],
+         "negative_labels": [ids(TEXTS[3])], "negative_keys": [11]},
+    ]
+    return model, OfferCollator(tok.pad_token_id)(examples)
+
+
+def test_info_nce_matches_hand_computation():
+    p = torch.tensor([[1.0, 0.0], [0.0, 2.0]])
+    c = torch.tensor([[1.0, 1.0], [0.0, 1.0], [-1.0, 0.0]])
+    valid = torch.tensor([[True, True, True], [True, True, False]])
+    tau = 0.5
+    s = 1 / math.sqrt(2)  # cos(p0, c0) = cos(p1, c0)
+    row0 = -math.log(math.exp(s / tau) / (math.exp(s / tau) + math.exp(0.0) + math.exp(-1 / tau)))
+    row1 = -math.log(math.exp(1 / tau) / (math.exp(s / tau) + math.exp(1 / tau)))
+    assert info_nce(p, c, valid, tau).item() == pytest.approx((row0 + row1) / 2, rel=1e-6)
+
+
+def test_masked_candidates_do_not_change_the_loss():
+    p, c = torch.randn(2, 4), torch.randn(3, 4)
+    valid = torch.tensor([[True, False, True], [False, True, True]])
+    before = info_nce(p, c, valid, 0.1)
+    c2 = c.clone()
+    c2[1] += 100.0  # column 1 is masked for row 0; row 1's positive is column 1 and must change
+    valid_row0 = torch.tensor([[True, False, True]])
+    assert info_nce(p[:1], c2, valid_row0, 0.1) == pytest.approx(info_nce(p[:1], c, valid_row0, 0.1).item())
+    assert info_nce(p, c2, valid, 0.1) != pytest.approx(before.item())
+
+
+def test_candidate_mask_drops_accepted_duplicates_and_keeps_positives():
+    owner = torch.tensor([0, 1, 2, 0, 0, 1, 1, 2])
+    keys = torch.tensor([10, 11, 10, 12, 13, 12, 13, 11])
+    accepted = torch.tensor([[10, 11], [10, 11], [10, -1]])
+    valid = candidate_mask(owner, keys, accepted, "hard+in_batch")
+    assert valid.diagonal().all()
+    # row 0: column 1 (offer 11, accepted by persona 0) and column 2 (same offer 10) are masked
+    assert valid[0].tolist() == [True, False, False, True, True, True, True, False]
+    # row 2 accepted only 10: offer 11 elsewhere stays a negative, its duplicate 10 at column 0 does not
+    assert valid[2].tolist() == [False, True, True, True, True, True, True, True]
+    hard = candidate_mask(owner, keys, accepted, "hard")
+    assert hard[0].tolist() == [True, False, False, True, True, False, False, False]
+    assert hard[2].tolist() == [False, False, True, False, False, False, False, True]
+
+
+def test_lambda_zero_is_exactly_plain_cross_entropy(tiny):
+    model, batch = tiny
+    plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  labels=batch["labels"]).loss
+    parts = dual_loss(model, batch, lam=0.0, tau=0.1)
+    assert parts.infonce is None
+    assert torch.equal(parts.loss, plain)
+
+
+def test_shared_decoder_pass_gives_the_same_ce(tiny):
+    model, batch = tiny
+    plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                  labels=batch["labels"]).loss
+    parts = dual_loss(model, batch, lam=0.5, tau=0.1)
+    assert parts.ce.item() == pytest.approx(plain.item(), abs=1e-6)
+    assert parts.loss.item() == pytest.approx(0.5 * parts.infonce.item() + 0.5 * parts.ce.item(), rel=1e-6)
+
+
+def test_one_encoder_pass_per_persona_and_one_batched_decoder_pass(tiny):
+    model, batch = tiny
+    calls = {"encoder": [], "decoder": []}
+    hooks = [getattr(model, name).register_forward_hook(
+        lambda mod, args, kwargs, out, name=name: calls[name].append(kwargs["input_ids"].shape[0]),
+        with_kwargs=True) for name in calls]
+    try:
+        dual_loss(model, batch, lam=0.5, tau=0.1)
+        assert calls == {"encoder": [3], "decoder": [3 + 5]}  # 3 positives + 5 hard negatives
+        calls["encoder"].clear(), calls["decoder"].clear()
+        dual_loss(model, batch, lam=0.5, tau=0.1, mode="in_batch")
+        assert calls == {"encoder": [3], "decoder": [3]}
+    finally:
+        for h in hooks:
+            h.remove()
+
+
+@pytest.mark.parametrize("lam", [0.5, 1.0])
+def test_gradients_reach_encoder_decoder_and_projection(tiny, lam):
+    model, batch = tiny
+    model.zero_grad()
+    dual_loss(model, batch, lam=lam, tau=0.1).loss.backward()
+    for name in ("encoder.block.0.layer.0.SelfAttention.q.weight",
+                 "decoder.block.0.layer.1.EncDecAttention.k.weight", "projection.weight"):
+        grad = model.get_parameter(name).grad
+        assert grad is not None and grad.abs().sum() > 0, name
+    model.zero_grad()
