@@ -17,6 +17,8 @@ EPILOG = """examples:
   slm4offer synthesize --domain finance --profile default
   slm4offer synthesize --domain path/to/my_domain.yaml --n-personas 2000 --seed 3
   slm4offer validate-data examples/user_data/interactions.csv --offers examples/user_data/offers.csv --out my_dataset
+  slm4offer train --kind contrastive --profile default --lam 0.5
+  slm4offer generate --kind sft --profile smoke --num-beams 4
   slm4offer config --profile smoke
 """
 
@@ -59,6 +61,21 @@ def build_parser() -> argparse.ArgumentParser:
     val.add_argument("--out", type=Path, help="write the split dataset here (all or nothing)")
     val.add_argument("--seed", type=int, default=0, help="seed of the persona split (default: 0)")
 
+    for name, help_, description in (
+        ("train", "train the SFT baseline or the contrastive model (cached; resumes if interrupted)",
+         "Train T5 on persona -> accepted offer with L = lam*InfoNCE + (1-lam)*CE (sft: lam = 0). "
+         "The model is saved under artifacts/<profile>/; an interrupted run resumes from its last "
+         "checkpoint."),
+        ("generate", "generate offers for a split's personas with a trained model (cached)",
+         "Generate one offer per persona (greedy, beam search, or reranked beam candidates) and save "
+         "them beside the model as JSON lines."),
+    ):
+        stage = sub.add_parser(name, help=help_, description=description)
+        stage.add_argument("--kind", choices=("sft", "contrastive"), required=True)
+        if name == "generate":
+            stage.add_argument("--split", choices=("train", "validation", "test"), default="test")
+        _add_config_flags(stage)
+
     show = sub.add_parser("config", help="print the resolved configuration")
     _add_config_flags(show)
     return parser
@@ -86,6 +103,24 @@ def main(argv: list[str] | None = None) -> int:
                 rows, catalog = load_user_data(args.interactions, args.offers)
                 print(f"valid: {len(rows)} personas, {len(catalog)} offers, "
                       f"{sum(len(r['accepted_offer_ids']) for r in rows)} accepted")
+        elif args.command == "train":
+            from slm4offer.training import train
+
+            start = time.perf_counter()
+            result = train(_config(args), args.kind)
+            evals = [log for log in result.log_history if "eval_loss" in log]
+            print(f"{result.label} model ({result.info['source_kind']}, {result.info['parameters']:,} "
+                  f"parameters): {result.path}\nfinal validation: "
+                  + ", ".join(f"{k} {evals[-1][k]:.4f}" for k in ("eval_loss", "eval_ce", "eval_infonce")
+                              if k in evals[-1])
+                  + f"\n({time.perf_counter() - start:.1f} s)")
+        elif args.command == "generate":
+            from slm4offer.generation import generate
+
+            rows = generate(_config(args), args.kind, split=args.split)
+            for row in rows[:3]:
+                print(f"{row['persona']}\n  -> {row['offer']}")
+            print(f"{len(rows)} offers generated for the {args.split} split")
         elif args.command == "config":
             cfg = _config(args)
             print(cfg.summary())

@@ -12,6 +12,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
@@ -20,10 +21,12 @@ from transformers import PreTrainedTokenizerBase
 from slm4offer import provenance
 from slm4offer.config import Config
 from slm4offer.data import build_dataset
+from slm4offer.domains import Domain
 from slm4offer.files import write_text
 from slm4offer.losses import IGNORE_INDEX
 from slm4offer.modeling import OfferT5
 from slm4offer.training import TrainedModel, kind_config, train
+from slm4offer.world import parse_offer
 
 
 def _batches(items: list, size: int):
@@ -129,3 +132,38 @@ def generate(cfg: Config, kind: str, split: str = "test", progress: bool = True)
                                                model_path=trained.path.parent.name, split=split)}
     write_text(path, "".join(json.dumps(x) + "\n" for x in [header, *records]))
     return records
+
+
+def score_split(model: OfferT5, tokenizer: PreTrainedTokenizerBase, split, batch_size: int = 64,
+                max_persona_tokens: int = 512, max_offer_tokens: int = 512) -> pd.DataFrame:
+    """Similarity of every (persona, shown offer) pair of a dataset split, labelled accepted or not."""
+    pairs = [(row["persona_id"], row["persona"], oid, text, accepted)
+             for row in split
+             for accepted, ids, texts in ((True, row["accepted_offer_ids"], row["accepted_offers"]),
+                                          (False, row["rejected_offer_ids"], row["rejected_offers"]))
+             for oid, text in zip(ids, texts, strict=True)]
+    df = pd.DataFrame(pairs, columns=["persona_id", "persona", "offer_id", "offer", "accepted"])
+    df["similarity"] = pair_similarity(model, tokenizer, df["persona"].tolist(), df["offer"].tolist(),
+                                       batch_size, max_persona_tokens, max_offer_tokens)
+    return df
+
+
+def generation_summary(rows: list[dict], domain: Domain, catalog_ids: set[str]) -> dict:
+    """How well-formed and how varied the generations are (acceptance is the judges' job)."""
+    parsed = [parse_offer(domain, r["offer"]) for r in rows]
+    valid = [p.offer_id for p in parsed if p.offer_id]
+    return {"personas": len(rows),
+            "names_a_valid_offer": len(valid) / len(rows) if rows else float("nan"),
+            "offer_in_catalog": sum(o in catalog_ids for o in valid) / len(rows) if rows else float("nan"),
+            "distinct_offers": len(set(valid)),
+            "catalog_size": len(catalog_ids),
+            "most_common_share": (max(valid.count(o) for o in set(valid)) / len(rows)) if valid else 0.0}
+
+
+def sample_generations(rows: list[dict], split, n: int = 5) -> pd.DataFrame:
+    """A few personas with the generated offer beside what they accepted and rejected."""
+    by_id = {r["persona_id"]: r for r in split}
+    return pd.DataFrame([{"persona": r["persona"], "generated offer": r["offer"],
+                          "accepted (history)": " | ".join(by_id[r["persona_id"]]["accepted_offers"]),
+                          "rejected (history)": " | ".join(by_id[r["persona_id"]]["rejected_offers"])}
+                         for r in rows[:n]])

@@ -13,6 +13,7 @@ T5 with a BPE tokenizer trained on the training split). The two are never mixed 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from transformers import (
     T5Config,
     T5ForConditionalGeneration,
 )
+from transformers.utils import logging as hf_logging
 
 from slm4offer.config import Config
 
@@ -87,7 +89,7 @@ def train_tokenizer(texts, vocab_size: int) -> PreTrainedTokenizerFast:
     tok.normalizer = normalizers.NFKC()
     tok.pre_tokenizer = pre_tokenizers.Metaspace()
     tok.decoder = decoders.Metaspace()
-    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size,
+    tok.train_from_iterator(texts, trainers.BpeTrainer(vocab_size=vocab_size, show_progress=False,
                                                         special_tokens=list(SPECIAL_TOKENS)))
     tok.post_processor = processors.TemplateProcessing(single="$A </s>", special_tokens=[("</s>", 1)])
     return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>",
@@ -178,10 +180,24 @@ def build_model(cfg: Config, source: ModelSource, tokenizer_texts=None
     return model, tokenizer
 
 
+@contextmanager
+def hf_progress_bars(enabled: bool):
+    """Turn transformers' save/load bars off (notebooks), restoring the previous setting after."""
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    if not enabled:
+        hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_trained(path: str | Path) -> tuple[OfferT5, PreTrainedTokenizerBase]:
     """A model and tokenizer saved by training (a checkpoint folder or the final folder)."""
     path = Path(path)
-    model = OfferT5.from_pretrained(path, local_files_only=True)
+    with hf_progress_bars(False):  # a bar per small local load is noise in notebooks
+        model = OfferT5.from_pretrained(path, local_files_only=True)
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model.eval()
     return model, tokenizer

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import datasets
 import matplotlib.pyplot as plt  # headless runs fall back to Agg; notebooks keep inline display
+import numpy as np
 import pandas as pd
 
 from slm4offer import provenance
@@ -23,12 +24,16 @@ plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "font.size": 9,
                      "axes.spines.top": False, "axes.spines.right": False})
 
 
-def save_figure(fig: plt.Figure, name: str, cfg: Config, stage: str = "dataset") -> list[Path]:
-    """Save `fig` as `<figures_dir>/<name>.png` and `.pdf` and record it in the manifest."""
-    record = provenance.collect(cfg, stage=stage, with_time=True)
+def save_figure(fig: plt.Figure, name: str, cfg: Config, stage: str = "dataset", **extra) -> list[Path]:
+    """Save `fig` as `<figures_dir>/<name>.png` and `.pdf` and record it in the manifest.
+
+    `extra` (e.g. the models a figure shows, pretrained or scratch) joins the provenance.
+    """
+    record = provenance.collect(cfg, stage=stage, with_time=True, **extra)
     summary = (f"slm4offer {name}: profile={cfg.profile} seed={cfg.seed} domain={cfg.domain} "
                f"generator={cfg.generator} {stage}_hash={record['stage_hash']} "
-               f"commit={record['git_commit']}")
+               + "".join(f"{k}={v} " for k, v in extra.items())
+               + f"commit={record['git_commit']}")
     cfg.figures_dir.mkdir(parents=True, exist_ok=True)
     paths = [cfg.figures_dir / f"{name}.png", cfg.figures_dir / f"{name}.pdf"]
     fig.savefig(paths[0], bbox_inches="tight", metadata={"Description": summary})
@@ -88,5 +93,61 @@ def acceptance_by_segment(table: pd.DataFrame, base_rate: float, domain: Domain)
         ax.set_ylabel(attr.replace("_", " "), rotation=0, ha="right", va="center")
     axes[-1].set_xlabel("acceptance rate of shown offers (Wilson 95% CI; dashed: overall)")
     fig.suptitle(f"Historical campaign: acceptance by persona segment ({domain.name})")
+    fig.tight_layout()
+    return fig
+
+
+PARTS = (("loss", "total loss"), ("ce", "cross-entropy (generation)"), ("infonce", "InfoNCE (contrastive)"))
+
+
+def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
+    """Loss parts per epoch for each run: train per logging step (thin), train epoch means and
+    validation (markers). A part a run did not train on (SFT's InfoNCE) shows validation only."""
+    fig, axes = plt.subplots(1, len(PARTS), figsize=(10.5, 3.0))
+    colors = dict(zip(runs, ("#4c72b0", "#c44e52", "#55a868", "#8172b2"), strict=False))
+    for ax, (part, label) in zip(axes, PARTS, strict=True):
+        for run, logs in runs.items():
+            c = colors[run]
+            steps = [(log["epoch"], log[part]) for log in logs if part in log and "eval_loss" not in log
+                     and "train_runtime" not in log]
+            if steps:
+                ax.plot(*zip(*steps, strict=True), color=c, lw=0.7, alpha=0.45)
+            epoch = [(log["epoch"], log[f"train_epoch_{part}"]) for log in logs if f"train_epoch_{part}" in log]
+            if epoch:
+                ax.plot(*zip(*epoch, strict=True), "o-", color=c, ms=3, lw=1.2, label=f"{run} train")
+            val = [(log["epoch"], log[f"eval_{part}"]) for log in logs if f"eval_{part}" in log]
+            if val:
+                ax.plot(*zip(*val, strict=True), "s--", color=c, ms=3, lw=1.2, label=f"{run} validation")
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+    axes[0].set_ylabel("loss")
+    handles, labels = axes[-1].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False,
+               bbox_to_anchor=(0.5, -0.08))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def similarity_histograms(scores: dict[str, pd.DataFrame], title: str) -> plt.Figure:
+    """Persona–offer cosine of accepted vs rejected offers, one panel per model state.
+
+    Each frame has columns `accepted` (bool) and `similarity`; the panel title gives the AUC of
+    telling accepted from rejected by similarity (0.5 = no signal).
+    """
+    from sklearn.metrics import roc_auc_score
+
+    fig, axes = plt.subplots(1, len(scores), figsize=(4.2 * len(scores), 3.0), sharey=True, squeeze=False)
+    for ax, (name, df) in zip(axes[0], scores.items(), strict=True):
+        bins = np.linspace(df["similarity"].min(), df["similarity"].max(), 40)
+        for accepted, color, label in ((True, "#55a868", "accepted"), (False, "#c44e52", "rejected")):
+            ax.hist(df.loc[df["accepted"] == accepted, "similarity"], bins=bins, color=color, alpha=0.55,
+                    density=True, label=f"{label} (n={int((df['accepted'] == accepted).sum())})")
+        auc = roc_auc_score(df["accepted"], df["similarity"])
+        ax.set_title(f"{name}: AUC {auc:.3f}")
+        ax.set_xlabel("cosine similarity (persona, offer)")
+    axes[0, 0].set_ylabel("density")
+    axes[0, -1].legend(frameon=False)
+    fig.suptitle(title)
     fig.tight_layout()
     return fig

@@ -32,7 +32,15 @@ from slm4offer.config import Config, domain_name
 from slm4offer.data import build_dataset
 from slm4offer.files import atomic_dir, write_json
 from slm4offer.losses import IGNORE_INDEX, dual_loss
-from slm4offer.modeling import ModelSource, OfferT5, build_model, load_trained, parameter_count, resolve_source
+from slm4offer.modeling import (
+    ModelSource,
+    OfferT5,
+    build_model,
+    hf_progress_bars,
+    load_trained,
+    parameter_count,
+    resolve_source,
+)
 
 KINDS = ("sft", "contrastive")
 LOG_FILE, INFO_FILE = "training_log.json", "training_info.json"
@@ -256,6 +264,12 @@ def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, prog
 def train(cfg: Config, kind: str, progress: bool = True, checkpoint_every: int = 0,
           callbacks: list[TrainerCallback] | None = None) -> TrainedModel:
     """The trained `kind` model for `cfg`: cached, resumed from a checkpoint, or trained now."""
+    with hf_progress_bars(progress):
+        return _train(cfg, kind, progress, checkpoint_every, callbacks)
+
+
+def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
+           callbacks: list[TrainerCallback] | None) -> TrainedModel:
     cfg = kind_config(cfg, kind)
     source = resolve_source(cfg)
     out = model_dir(cfg, source)
@@ -331,3 +345,8 @@ def check_negatives(cfg: Config, split: datasets.Dataset) -> None:
     if cfg.hard_negatives > available:
         raise ValueError(f"hard_negatives={cfg.hard_negatives}: no training persona has more than "
                          f"{available} rejected offers; use at most {available}")
+
+
+def load_initial(result: TrainedModel):
+    """The untrained model (and tokenizer) a training run started from, saved beside it."""
+    return load_trained(result.path.parent / "initial")
