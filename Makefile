@@ -16,11 +16,12 @@ PACKAGE_SOURCES := $(shell find slm4offer -name '*.py' -o -name '*.yaml')
 
 # A failed recipe leaves no half-made target behind (papermill writes its output on failure).
 .DELETE_ON_ERROR:
-.PHONY: all test unit notebooks-smoke lint venv clean help
+.PHONY: all test bench lint venv clean help
 
 help:
 	@echo "make all      # create .venv, execute every notebook (PROFILE=$(PROFILE)), write figures/ and results/"
 	@echo "make test     # create .venv, unit tests + notebooks under nbval on the smoke profile"
+	@echo "make bench    # training/generation speed on this machine -> results/bench.{md,json}"
 	@echo "make lint     # ruff"
 	@echo "make clean    # remove cached artifacts (not .venv)"
 
@@ -49,8 +50,12 @@ test: $(STAMP)
 	SLM4OFFER_PROFILE=smoke $(BIN)/python -m pytest -q --nbval-lax --nbval-current-env \
 		-p no:cacheprovider notebooks
 
+# Performance lives here, not in tests: every number in results/bench.* is measured in one run.
+bench: $(STAMP)
+	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/python benchmarks/bench_training.py
+
 lint: $(STAMP)
-	$(BIN)/ruff check slm4offer tests
+	$(BIN)/ruff check slm4offer tests benchmarks
 
 clean:
 	rm -rf artifacts

@@ -101,8 +101,9 @@ PARTS = (("loss", "total loss"), ("ce", "cross-entropy (generation)"), ("infonce
 
 
 def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
-    """Loss parts per epoch for each run: train per logging step (thin), train epoch means and
-    validation (markers). A part a run did not train on (SFT's InfoNCE) shows validation only."""
+    """Loss parts per epoch for each run, log scale: train per logging step (thin line), train
+    epoch means (circles, mid-epoch) and validation (squares, epoch end). A part a run did not
+    train on (SFT's InfoNCE) shows validation only."""
     fig, axes = plt.subplots(1, len(PARTS), figsize=(10.5, 3.0))
     colors = dict(zip(runs, ("#4c72b0", "#c44e52", "#55a868", "#8172b2"), strict=False))
     for ax, (part, label) in zip(axes, PARTS, strict=True):
@@ -112,7 +113,8 @@ def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
                      and "train_runtime" not in log]
             if steps:
                 ax.plot(*zip(*steps, strict=True), color=c, lw=0.7, alpha=0.45)
-            epoch = [(log["epoch"], log[f"train_epoch_{part}"]) for log in logs if f"train_epoch_{part}" in log]
+            epoch = [(log["epoch"] - 0.5, log[f"train_epoch_{part}"]) for log in logs
+                     if f"train_epoch_{part}" in log]
             if epoch:
                 ax.plot(*zip(*epoch, strict=True), "o-", color=c, ms=3, lw=1.2, label=f"{run} train")
             val = [(log["epoch"], log[f"eval_{part}"]) for log in logs if f"eval_{part}" in log]
@@ -120,8 +122,9 @@ def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
                 ax.plot(*zip(*val, strict=True), "s--", color=c, ms=3, lw=1.2, label=f"{run} validation")
         ax.set_title(label)
         ax.set_xlabel("epoch")
-    axes[0].set_ylabel("loss")
-    handles, labels = axes[-1].get_legend_handles_labels()
+        ax.set_yscale("log")
+    axes[0].set_ylabel("loss (log scale)")
+    handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False,
                bbox_to_anchor=(0.5, -0.08))
     fig.suptitle(title)

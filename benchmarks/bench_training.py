@@ -1,0 +1,166 @@
+"""`make bench`: training and generation speed on this machine, every number measured in this run.
+
+Writes `results/bench.json` and `results/bench.md` (`results/<profile>/…` for other profiles):
+- the machine's dense fp32 matmul peak (best of several square sizes);
+- one optimiser step (forward, backward, AdamW) of SFT (lam = 0) and of the dual loss on the same
+  batch, for several hard-negative counts k, with the ratio and the target 1 + 0.6 k;
+- training throughput (examples/s) and achieved FLOP/s (counted by torch's FlopCounterMode) as
+  a fraction of the measured peak;
+- generation throughput (offers/s), batched vs one persona at a time.
+
+Timings are medians of repeated runs after warm-up, on the model size of the chosen profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import platform
+import statistics
+import time
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from slm4offer import provenance
+from slm4offer.config import load_config
+from slm4offer.data import build_dataset
+from slm4offer.files import write_json, write_text
+from slm4offer.generation import generate_offers
+from slm4offer.losses import dual_loss
+from slm4offer.modeling import build_model, resolve_source
+from slm4offer.training import OfferCollator, make_examples, offer_keys, train
+
+
+def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def matmul_peak(sizes=(512, 1024, 2048), repeats: int = 5) -> dict:
+    """Best dense fp32 matmul rate over a few square sizes, FLOP/s."""
+    rates = {}
+    for n in sizes:
+        a, b = torch.randn(n, n), torch.randn(n, n)
+        seconds = median_seconds(lambda a=a, b=b: torch.mm(a, b), repeats)
+        rates[n] = 2 * n**3 / seconds
+    best = max(rates, key=rates.get)
+    return {"flops_per_s": rates[best], "size": best, "by_size": {str(k): v for k, v in rates.items()}}
+
+
+def training_step(model, optimizer, batch, lam, tau, negatives):
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        dual_loss(model, batch, lam, tau, negatives).loss.backward()
+        optimizer.step()
+    return step
+
+
+def count_flops(step) -> int:
+    with FlopCounterMode(display=False) as counter:
+        step()
+    return counter.get_total_flops()
+
+
+def bench_steps(cfg, repeats: int) -> dict:
+    """SFT vs dual-loss step time on the same batch, for several k."""
+    dd = build_dataset(cfg, progress=False)
+    texts = list(dd["train"]["persona"]) + sorted({o for row in dd["train"]["accepted_offers"] for o in row}
+                                                  | {o for row in dd["train"]["rejected_offers"] for o in row})
+    model, tokenizer = build_model(cfg, resolve_source(cfg), tokenizer_texts=texts)
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    keys = offer_keys(dd)
+    collate = OfferCollator(tokenizer.pad_token_id)
+    rows = []
+    for k in sorted({1, cfg.hard_negatives, 5}):
+        k_cfg = dataclasses.replace(cfg, hard_negatives=k)
+        batch = collate(make_examples(dd["train"], tokenizer, keys, k_cfg)[: cfg.batch_size])
+        k_effective = batch["negative_owner"].numel() / cfg.batch_size
+        sft = training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives)
+        dual = training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives)
+        t_sft, t_dual = median_seconds(sft, repeats), median_seconds(dual, repeats)
+        rows.append({"k": k, "k_effective": k_effective, "sft_step_s": t_sft, "dual_step_s": t_dual,
+                     "ratio": t_dual / t_sft, "target_ratio": 1 + 0.6 * k_effective,
+                     "sft_flops": count_flops(sft), "dual_flops": count_flops(dual)})
+    return {"steps": rows, "parameters": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
+
+
+def bench_generation(cfg, n_personas: int) -> dict:
+    """Offers/s generating greedily for test personas, batched vs one at a time."""
+    trained = train(cfg, "contrastive", progress=False)
+    personas = list(build_dataset(cfg, progress=False)["test"]["persona"])[:n_personas]
+    kwargs = dict(max_new_tokens=cfg.max_offer_tokens, max_persona_tokens=cfg.max_persona_tokens)
+    generate_offers(trained.model, trained.tokenizer, personas[:4], **kwargs)  # warm-up
+    start = time.perf_counter()
+    batched = generate_offers(trained.model, trained.tokenizer, personas, batch_size=len(personas), **kwargs)
+    t_batched = time.perf_counter() - start
+    start = time.perf_counter()
+    single = [generate_offers(trained.model, trained.tokenizer, [p], **kwargs)[0] for p in personas]
+    t_single = time.perf_counter() - start
+    return {"personas": len(personas), "batched_offers_per_s": len(personas) / t_batched,
+            "single_offers_per_s": len(personas) / t_single, "speedup": t_single / t_batched,
+            "same_offers": batched == single, "model": trained.path.parent.name}
+
+
+def markdown(report: dict) -> str:
+    peak = report["matmul_peak"]["flops_per_s"]
+    lines = [f"# Benchmark ({report['profile']} profile, {report['parameters']:,} parameters)", "",
+             f"Machine: {report['machine']}, {report['threads']} torch threads, torch {report['torch']}; "
+             f"commit `{report['git_commit']}`; {report['written_at']}.", "",
+             f"Measured dense fp32 matmul peak: **{peak / 1e9:.1f} GFLOP/s** "
+             f"({report['matmul_peak']['size']}² matrices).", "",
+             "## One training step (batch of "
+             f"{report['batch_size']}, forward + backward + AdamW), SFT vs dual loss on the same batch", "",
+             "| k (hard negatives) | k per example (available) | SFT step | dual step | ratio | target ≤ 1 + 0.6k "
+             "| examples/s SFT | examples/s dual | FLOP/s dual / peak | FLOP/s SFT / peak |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    b = report["batch_size"]
+    for r in report["steps"]:
+        ok = "met" if r["ratio"] <= r["target_ratio"] else "missed"
+        lines.append(f"| {r['k']} | {r['k_effective']:.2f} | {r['sft_step_s'] * 1e3:.0f} ms | "
+                     f"{r['dual_step_s'] * 1e3:.0f} ms | {r['ratio']:.2f} | {r['target_ratio']:.2f} ({ok}) | "
+                     f"{b / r['sft_step_s']:.0f} | {b / r['dual_step_s']:.0f} | "
+                     f"{r['dual_flops'] / r['dual_step_s'] / peak:.1%} | "
+                     f"{r['sft_flops'] / r['sft_step_s'] / peak:.1%} |")
+    g = report["generation"]
+    lines += ["", "The target uses k per example actually present in the batch (personas with fewer rejected "
+              "offers contribute fewer).", "",
+              f"## Generation (greedy, {g['personas']} test personas, model `{g['model']}`)", "",
+              "| mode | offers/s |", "|---|---|",
+              f"| batched ({g['personas']} per batch) | {g['batched_offers_per_s']:.1f} |",
+              f"| one at a time | {g['single_offers_per_s']:.1f} |",
+              f"| speed-up | {g['speedup']:.1f}x (target ≥ 5x) |", "",
+              f"Batched and one-at-a-time outputs identical: {g['same_offers']}.", ""]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--profile", default=None)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--personas", type=int, default=64, help="test personas for the generation benchmark")
+    args = parser.parse_args()
+    cfg = load_config(args.profile)
+    torch.manual_seed(0)
+    machine = f"{platform.processor() or platform.machine()} {platform.system()}"
+    report = {"profile": cfg.profile, "batch_size": cfg.batch_size, "machine": machine,
+              "threads": torch.get_num_threads(), "torch": torch.__version__}
+    report["matmul_peak"] = matmul_peak()
+    report.update(bench_steps(cfg, args.repeats))
+    report["generation"] = bench_generation(cfg, args.personas)
+    record = provenance.collect(cfg, with_time=True)
+    report.update(git_commit=record["git_commit"], written_at=record["written_at"], provenance=record)
+    write_json(cfg.results_dir / "bench.json", report)
+    path = write_text(cfg.results_dir / "bench.md", markdown(report))
+    print(path.read_text())
+
+
+if __name__ == "__main__":
+    main()
