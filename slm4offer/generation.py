@@ -129,7 +129,8 @@ def generate(cfg: Config, kind: str, split: str = "test", progress: bool = True)
             r["offer"] = cands[0]
     header = {"provenance": provenance.collect(cfg, stage="generate", model=trained.label,
                                                model_source=trained.info["source_kind"],
-                                               model_path=trained.path.parent.name, split=split)}
+                                               model_dir=trained.path.parent.name, split=split,
+                                               generations_file=path.name)}
     write_text(path, "".join(json.dumps(x) + "\n" for x in [header, *records]))
     return records
 

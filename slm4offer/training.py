@@ -320,7 +320,8 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
         "steps": trainer.state.global_step,
         "train_seconds_this_run": round(time.perf_counter() - start, 1),
         "resumed_from": Path(resume).name if resume else None,
-        "provenance": provenance.collect(cfg, stage="train", with_time=True),
+        # stage_hash here omits the weights' source; the folder name (model_dir) includes it
+        "provenance": provenance.collect(cfg, stage="train", with_time=True, model_dir=out.name),
     }
     with atomic_dir(final) as tmp:
         trainer.save_model(str(tmp))
