@@ -28,7 +28,7 @@ from slm4offer.data import build_dataset
 from slm4offer.files import write_json, write_text
 from slm4offer.generation import generate_offers
 from slm4offer.losses import dual_loss
-from slm4offer.modeling import build_model, resolve_source
+from slm4offer.modeling import build_model, parameter_count, resolve_source
 from slm4offer.training import OfferCollator, make_examples, offer_keys, train
 
 
@@ -89,7 +89,7 @@ def bench_steps(cfg, repeats: int) -> dict:
         rows.append({"k": k, "k_effective": k_effective, "sft_step_s": t_sft, "dual_step_s": t_dual,
                      "ratio": t_dual / t_sft, "target_ratio": 1 + 0.6 * k_effective,
                      "sft_flops": count_flops(sft), "dual_flops": count_flops(dual)})
-    return {"steps": rows, "parameters": sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())}
+    return {"steps": rows, "parameters": parameter_count(model)}
 
 
 def bench_generation(cfg, n_personas: int) -> dict:
