@@ -29,7 +29,7 @@ from slm4offer.files import write_json, write_text
 from slm4offer.generation import generate_offers
 from slm4offer.losses import dual_loss
 from slm4offer.modeling import build_model, parameter_count, resolve_source
-from slm4offer.training import OfferCollator, make_examples, offer_keys, train
+from slm4offer.training import OfferCollator, make_examples, offer_keys, tokenizer_corpus, train
 
 
 def median_seconds(fn, repeats: int, warmup: int = 2) -> float:
@@ -71,9 +71,7 @@ def count_flops(step) -> int:
 def bench_steps(cfg, repeats: int) -> dict:
     """SFT vs dual-loss step time on the same batch, for several k."""
     dd = build_dataset(cfg, progress=False)
-    texts = list(dd["train"]["persona"]) + sorted({o for row in dd["train"]["accepted_offers"] for o in row}
-                                                  | {o for row in dd["train"]["rejected_offers"] for o in row})
-    model, tokenizer = build_model(cfg, resolve_source(cfg), tokenizer_texts=texts)
+    model, tokenizer = build_model(cfg, resolve_source(cfg), tokenizer_texts=tokenizer_corpus(dd["train"]))
     model.train()
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
     keys = offer_keys(dd)

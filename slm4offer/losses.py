@@ -51,7 +51,7 @@ def candidate_mask(owner: torch.Tensor, keys: torch.Tensor, accepted_keys: torch
 
     `owner[c]`: the persona row candidate c belongs to; `keys[c]`: its offer's integer id;
     `accepted_keys[i]`: offers persona i accepted (-1 padded). Mode 'hard' keeps only a
-    persona's own candidates; 'hard+in_batch' and 'in_batch' keep all (the collator leaves out
+    persona's own candidates; 'hard+in_batch' and 'in_batch' keep all (dual_loss leaves out
     hard negatives for 'in_batch').
     """
     b = accepted_keys.size(0)
@@ -90,9 +90,10 @@ def dual_loss(model: OfferT5, batch: dict, lam: float, tau: float, mode: str = "
         return LossParts(loss=ce, ce=ce, infonce=None)
 
     b = labels.size(0)
-    negatives = batch["negative_labels"] if mode != "in_batch" else labels[:0]
-    negative_owner = batch["negative_owner"] if mode != "in_batch" else batch["negative_owner"][:0]
-    negative_keys = batch["negative_keys"] if mode != "in_batch" else batch["negative_keys"][:0]
+    negatives, negative_owner, negative_keys = (
+        batch["negative_labels"], batch["negative_owner"], batch["negative_keys"])
+    if mode == "in_batch":  # other rows' positives are the only negatives
+        negatives, negative_owner, negative_keys = labels[:0], negative_owner[:0], negative_keys[:0]
     length = max(labels.size(1), negatives.size(1))
     candidates = torch.cat([_pad_to(labels, length), _pad_to(negatives, length)])
     owner = torch.cat([torch.arange(b, device=labels.device), negative_owner])

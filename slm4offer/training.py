@@ -72,11 +72,15 @@ def kind_config(cfg: Config, kind: str) -> Config:
     return cfg
 
 
+def model_label(cfg: Config) -> str:
+    """What a config trains, whichever kind was asked: lam = 0 is the SFT baseline."""
+    return "sft" if cfg.lam == 0 else "contrastive"
+
+
 def model_dir(cfg: Config, source: ModelSource) -> Path:
     """`artifacts/<profile>/model-<domain>-<sft|contrastive>-<pretrained|scratch>-<hash>`."""
-    label = "sft" if cfg.lam == 0 else "contrastive"
     digest = cfg.stage_hash("train", source=source.location or "scratch")
-    return cfg.artifacts_dir / f"model-{domain_name(cfg.domain)}-{label}-{source.kind}-{digest}"
+    return cfg.artifacts_dir / f"model-{domain_name(cfg.domain)}-{model_label(cfg)}-{source.kind}-{digest}"
 
 
 # --- examples and batches ---------------------------------------------------------------------
@@ -113,6 +117,12 @@ def make_examples(split: datasets.Dataset, tokenizer: PreTrainedTokenizerBase, k
         e["labels"] = encoded[e.pop("offer")]
         e["negative_labels"] = [encoded[n] for n in e.pop("negatives")]
     return examples
+
+
+def tokenizer_corpus(split: datasets.Dataset) -> list[str]:
+    """The texts a scratch tokenizer is trained on: the split's personas and offers."""
+    offers = {o for column in ("accepted_offers", "rejected_offers") for row in split[column] for o in row}
+    return list(split["persona"]) + sorted(offers)
 
 
 def _pad(rows: list[list[int]], value: int) -> torch.Tensor:
@@ -284,9 +294,7 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
         model, tokenizer = load_trained(initial)
         model.train()
     else:
-        texts = list(dd["train"]["persona"]) + sorted(
-            {o for column in ("accepted_offers", "rejected_offers") for row in dd["train"][column] for o in row})
-        model, tokenizer = build_model(cfg, source, tokenizer_texts=texts)
+        model, tokenizer = build_model(cfg, source, tokenizer_texts=tokenizer_corpus(dd["train"]))
         with atomic_dir(initial) as tmp:  # kept: the untrained baseline of the analyses
             model.save_pretrained(tmp)
             tokenizer.save_pretrained(tmp)
@@ -309,7 +317,7 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
     info = {
-        "label": "sft" if cfg.lam == 0 else "contrastive",
+        "label": model_label(cfg),
         "kind": kind,
         "source": dataclasses.asdict(source),
         "source_kind": source.kind,
