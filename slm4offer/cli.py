@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from slm4offer.config import Config, config_fields, load_config
+from slm4offer.config import JUDGES, Config, config_fields, load_config
 
 EPILOG = """examples:
   slm4offer synthesize --domain finance --profile default
@@ -19,6 +19,9 @@ EPILOG = """examples:
   slm4offer validate-data examples/user_data/interactions.csv --offers examples/user_data/offers.csv --out my_dataset
   slm4offer train --kind contrastive --profile default --lam 0.5
   slm4offer generate --kind sft --profile smoke --num-beams 4
+  slm4offer evaluate --judge simulated --judge learned
+  OPENAI_API_KEY=... slm4offer evaluate --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model my-model
+  slm4offer validate-judge --judge learned --labels my_labels.csv
   slm4offer config --profile smoke
 """
 
@@ -76,6 +79,26 @@ def build_parser() -> argparse.ArgumentParser:
             stage.add_argument("--split", choices=("train", "validation", "test"), default="test")
         _add_config_flags(stage)
 
+    evaluate = sub.add_parser("evaluate", help="judge every system's offers for the test personas "
+                              "-> results/acceptance.*, figures/acceptance.*",
+                              description="Train (or load) SFT and contrastive models for eval_seeds "
+                                          "training seeds, generate their offers for the test personas, judge "
+                                          "them and the baselines (random, popular, best), and write the "
+                                          "acceptance table and figure with Wilson CIs and McNemar tests.")
+    evaluate.add_argument("--judge", action="append", choices=JUDGES, dest="judge_list",
+                          help="a judge to use; repeat for several (default: the judges field)")
+    _add_config_flags(evaluate)
+
+    check = sub.add_parser("validate-judge", help="agreement of a judge with reference labels "
+                           "-> results/judge_validation.*",
+                           description="Compare a judge's verdicts with human labels (--labels: CSV with "
+                                       "persona_id, offer, label = accept/reject/1/0) or, without --labels, "
+                                       "with the simulated customer on judge_samples generated offers: "
+                                       "2x2 table, chi-square, raw agreement, Cohen's kappa with a bootstrap CI.")
+    check.add_argument("--judge", choices=JUDGES, default="learned", dest="judge_name")
+    check.add_argument("--labels", type=Path, help="human-label CSV (template: examples/judge_labels/)")
+    _add_config_flags(check)
+
     show = sub.add_parser("config", help="print the resolved configuration")
     _add_config_flags(show)
     return parser
@@ -121,6 +144,22 @@ def main(argv: list[str] | None = None) -> int:
             for row in rows[:3]:
                 print(f"{row['persona']}\n  -> {row['offer']}")
             print(f"{len(rows)} offers generated for the {args.split} split")
+        elif args.command == "evaluate":
+            from slm4offer.evaluation import acceptance_results, formatted, save_acceptance
+
+            cfg = _config(args)
+            res = acceptance_results(cfg, judges=args.judge_list)
+            save_acceptance(cfg, res)
+            print(formatted(res.table).to_string())
+            print(res.gain.to_string(index=False))
+            print(f"written to {cfg.results_dir} and {cfg.figures_dir}")
+        elif args.command == "validate-judge":
+            from slm4offer.judge_validation import summary, validate_judge, write_validation
+
+            cfg = _config(args)
+            result = validate_judge(cfg, args.judge_name, args.labels)
+            print(summary(result).to_string())
+            print("written:", ", ".join(str(p) for p in write_validation(cfg, result)))
         elif args.command == "config":
             cfg = _config(args)
             print(cfg.summary())

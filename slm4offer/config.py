@@ -24,6 +24,7 @@ from pathlib import Path
 import yaml
 
 PROFILE_ENV = "SLM4OFFER_PROFILE"
+JUDGES = ("simulated", "learned", "llm")
 ROOT_ENV = "SLM4OFFER_ROOT"
 
 
@@ -98,6 +99,18 @@ class Config:
     rerank_candidates: int = _f(0, "Generate this many candidates by beam search and keep the one "
                                 "closest to the persona in the learned embedding space (0 = off).")
     generation_batch_size: int = _f(64, "Personas per generation batch.")
+    # --- judges and evaluation ------------------------------------------------------------------
+    judges: str = _f("simulated,learned", "Judges of the acceptance table, comma-separated: simulated "
+                     "(the world's customer), learned (offline, trained on the campaign log), llm "
+                     "(needs judge_base_url or OPENAI_BASE_URL).")
+    accept_threshold: float = _f(0.5, "Simulated and learned judges accept when P(accept) reaches this.")
+    judge_model: str = _f("gpt-4o-mini", "LLM judge: model name sent to the endpoint (temperature 0).")
+    judge_base_url: str = _f("", "LLM judge: base URL of an OpenAI-compatible API (Azure OpenAI, OpenAI, "
+                             "vLLM, Ollama); empty = OPENAI_BASE_URL or OpenAI. Key: OPENAI_API_KEY only.")
+    judge_prompt: str = _f("", "LLM judge: file with the prompt ({domain}, {persona}, {offer} are filled "
+                           "in); empty = the built-in prompt.")
+    eval_seeds: int = _f(3, "Training seeds per model in the acceptance table: train_seed, train_seed+1, ...")
+    judge_samples: int = _f(200, "(persona, generated offer) pairs drawn to validate a judge (paper: 200).")
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -117,6 +130,7 @@ class Config:
         if self.llm_timeout_s <= 0 or self.llm_backoff_s < 0:
             raise ValueError("llm_timeout_s must be > 0 and llm_backoff_s >= 0")
         self._check_model_fields()
+        self._check_judge_fields()
 
     def _check_model_fields(self) -> None:
         choices = {"init": ("auto", "pretrained", "scratch"), "pooling": ("mean", "eos"),
@@ -145,6 +159,20 @@ class Config:
             raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
         if self.rerank_candidates == 1:
             raise ValueError("rerank_candidates=1 has nothing to rerank: use 0 (off) or >= 2")
+
+    def _check_judge_fields(self) -> None:
+        unknown = [j for j in self.judge_names if j not in JUDGES]
+        if unknown or not self.judge_names:
+            raise ValueError(f"judges={self.judges!r}: give one or more of {', '.join(JUDGES)}, comma-separated")
+        if not 0 < self.accept_threshold < 1:
+            raise ValueError(f"accept_threshold={self.accept_threshold}: must be in (0, 1)")
+        for name in ("eval_seeds", "judge_samples"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+
+    @property
+    def judge_names(self) -> list[str]:
+        return [j.strip() for j in self.judges.split(",") if j.strip()]
 
     # --- hashing ----------------------------------------------------------------------------
     def stage_hash(self, stage: str, **extra) -> str:
@@ -211,6 +239,7 @@ STAGE_FIELDS["train"] = STAGE_FIELDS["dataset"] + (
     "pooling", "projection_dim", "train_seed", "epochs", "batch_size", "grad_accum", "learning_rate",
     "weight_decay", "warmup_ratio", "logs_per_epoch")
 STAGE_FIELDS["generate"] = STAGE_FIELDS["train"] + ("num_beams", "rerank_candidates")
+STAGE_FIELDS["judge"] = STAGE_FIELDS["dataset"]  # the learned judge; the threshold applies later
 
 # Source files whose edits invalidate a stage's cache (code is an input too).
 STAGE_CODE: dict[str, tuple[str, ...]] = {
@@ -218,11 +247,13 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 }
 STAGE_CODE["train"] = STAGE_CODE["dataset"] + ("modeling.py", "losses.py", "training.py")
 STAGE_CODE["generate"] = STAGE_CODE["train"] + ("generation.py",)
+STAGE_CODE["judge"] = STAGE_CODE["dataset"] + ("learned_judge.py",)
 
 # Profiles override only what differs from the dataclass defaults (which are `default`).
 PROFILES: dict[str, dict] = {
     "smoke": {"n_personas": 400, "catalog_size": 48, "vocab_size": 800, "d_model": 64, "d_ff": 128,
-              "num_layers": 2, "num_heads": 2, "d_kv": 32, "epochs": 2, "batch_size": 16},
+              "num_layers": 2, "num_heads": 2, "d_kv": 32, "epochs": 2, "batch_size": 16,
+              "eval_seeds": 2, "judge_samples": 50},
     "default": {},
     "paper": {"n_personas": 12000, "catalog_size": 0, "vocab_size": 32000, "d_model": 512, "d_ff": 2048,
               "num_layers": 6, "num_heads": 8, "d_kv": 64, "epochs": 30, "learning_rate": 3e-4},

@@ -154,3 +154,57 @@ def similarity_histograms(scores: dict[str, pd.DataFrame], title: str) -> plt.Fi
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+JUDGE_COLORS = {"simulated": "#4c72b0", "learned": "#dd8452", "llm": "#55a868"}
+
+
+def acceptance_bars(table: pd.DataFrame, decisions: pd.DataFrame, paper: dict[str, float],
+                    caption: str) -> plt.Figure:
+    """Acceptance per system and judge: bars = mean over seeds, whiskers = pooled Wilson 95% CI,
+    dots = single seeds, black diamonds = the paper's numbers (its own LLM judge)."""
+    systems = list(table["system"].cat.categories)
+    judges = sorted(set(table["judge"]), key=lambda j: list(JUDGE_COLORS).index(j) if j in JUDGE_COLORS else 9)
+    width = 0.8 / len(judges)
+    fig, ax = plt.subplots(figsize=(7.2, 3.6))
+    for i, judge in enumerate(judges):
+        rows = table[table["judge"] == judge].set_index("system").reindex(systems)
+        x = np.arange(len(systems)) - 0.4 + width * (i + 0.5)
+        ax.bar(x, 100 * rows["mean"], width * 0.9, color=JUDGE_COLORS.get(judge, "#8172b2"), label=f"{judge} judge")
+        ax.errorbar(x, 100 * rows["mean"], yerr=[100 * (rows["mean"] - rows["ci_low"]),
+                                                 100 * (rows["ci_high"] - rows["mean"])],
+                    fmt="none", ecolor="black", elinewidth=0.9, capsize=2.5)
+        judged = decisions[(decisions["judge"] == judge) & decisions["error"].isna()]
+        per_seed = judged.groupby(["system", "seed"], observed=True)["accept"].mean().reset_index()
+        for j, system in enumerate(systems):
+            values = per_seed.loc[per_seed["system"] == system, "accept"]
+            if len(values) > 1:
+                ax.plot(np.full(len(values), x[j]), 100 * values, "o", ms=2.5, color="black", alpha=0.6)
+    for j, system in enumerate(systems):
+        if system in paper:
+            ax.plot(j, 100 * paper[system], "D", color="black", ms=6, zorder=5,
+                    label="paper (LLM judge)" if system == next(s for s in systems if s in paper) else None)
+    ax.set_xticks(np.arange(len(systems)), systems)
+    ax.set_ylabel("offers accepted (%)")
+    ax.set_ylim(0, 105)
+    ax.legend(frameon=False, ncol=len(judges) + 1, loc="upper left", fontsize=8)
+    fig.text(0.01, -0.02, caption, ha="left", va="top", wrap=True, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def confusion_matrix(table: np.ndarray, reference: str, judge: str, title: str) -> plt.Figure:
+    """The 2x2 counts (rows: reference label, columns: the judge), with row percentages."""
+    fig, ax = plt.subplots(figsize=(3.6, 3.2))
+    shares = table / np.maximum(table.sum(axis=1, keepdims=True), 1)
+    ax.imshow(shares, cmap="Blues", vmin=0, vmax=1)
+    for (r, c), n in np.ndenumerate(table):
+        ax.text(c, r, f"{n}\n({100 * shares[r, c]:.0f}% of row)", ha="center", va="center",
+                color="white" if shares[r, c] > 0.6 else "black")
+    ax.set_xticks([0, 1], ["accept", "reject"])
+    ax.set_yticks([0, 1], ["accept", "reject"])
+    ax.set_xlabel(f"{judge} judge")
+    ax.set_ylabel(f"reference: {reference}")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig

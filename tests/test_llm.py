@@ -3,12 +3,9 @@
 import json
 import re
 import shutil
-import threading
-import time
-from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+from fault_server import serving
 
 from slm4offer.config import load_config
 from slm4offer.data import build_dataset, load_data_card
@@ -27,74 +24,25 @@ def persona_reply(i):
             "description": f"Persona {i}: a realistic customer."}
 
 
-class FaultyServer(ThreadingHTTPServer):
-    """Answers chat completions; `faults[(kind, index)]` lists what attempts 1, 2, ... get."""
-
-    def __init__(self, faults):
-        super().__init__(("127.0.0.1", 0), Handler)
-        self.faults, self.requests, self.lock = faults, Counter(), threading.Lock()
-
-
-class Handler(BaseHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-        prompt = body["messages"][1]["content"]
-        if m := re.search(r"persona number (\d+)", prompt):
-            key, content = ("persona", int(m.group(1))), json.dumps(persona_reply(int(m.group(1))))
-        else:
-            parts = re.search(r"wording: (.*)\. Mention", prompt).group(1)
-            key = ("offer", parts)
-            content = json.dumps({"offer": "Try " + ", ".join(p.split(": ", 1)[1] for p in parts.split("; "))})
-        with self.server.lock:
-            self.server.requests[key] += 1
-            attempt = self.server.requests[key]
-        plan = self.server.faults.get(key, [])
-        fault = plan[attempt - 1] if attempt <= len(plan) else "ok"
-        if fault == "slow":
-            time.sleep(1.0)
-        status, headers = 200, {}
-        reply = {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
-                 "choices": [{"index": 0, "finish_reason": "stop",
-                              "message": {"role": "assistant", "content": content}}]}
-        if fault == "429":
-            status, headers, reply = 429, {"Retry-After": "0"}, {"error": {"message": "slow down"}}
-        elif fault == "500":
-            status, reply = 500, {"error": {"message": "boom"}}
-        elif fault == "malformed":
-            reply["choices"][0]["message"]["content"] = '{"attributes": {"age": 3'
-        elif fault == "no_choices":
-            reply["choices"] = []
-        elif fault == "truncated":
-            reply["choices"][0]["finish_reason"] = "length"
-        elif fault == "wrong_offer":
-            reply["choices"][0]["message"]["content"] = json.dumps({"offer": "A mortgage."})
-        data = json.dumps(reply).encode()
-        self.send_response(status)
-        for k, v in {"Content-Type": "application/json", **headers}.items():
-            self.send_header(k, v)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+def generator_answer(body):
+    """The reply a well-behaved LLM gives the generator's persona and offer requests."""
+    prompt = body["messages"][1]["content"]
+    if m := re.search(r"persona number (\d+)", prompt):
+        return ("persona", int(m.group(1))), json.dumps(persona_reply(int(m.group(1))))
+    parts = re.search(r"wording: (.*)\. Mention", prompt).group(1)
+    return ("offer", parts), json.dumps({"offer": "Try " + ", ".join(p.split(": ", 1)[1] for p in parts.split("; "))})
 
 
 @pytest.fixture
 def server():
-    faults = {}
-    srv = FaultyServer(faults)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-    thread.start()
-    yield srv
-    srv.shutdown()
-    srv.server_close()
+    with serving(generator_answer) as srv:
+        yield srv
 
 
 def llm_config(server, **kw):
     return load_config("smoke", generator="openai", n_personas=12, catalog_size=12,
                        offers_per_round=2, max_rounds=3,
-                       llm_base_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+                       llm_base_url=server.base_url,
                        llm_backoff_s=0.01, llm_timeout_s=0.5, llm_concurrency=3, **kw)
 
 
@@ -144,7 +92,7 @@ def test_offer_texts_must_parse_back_to_their_own_offer(server):
     cfg = llm_config(server)
     offers = sample_catalog(FINANCE, 12, np.random.default_rng(np.random.SeedSequence(0).spawn(3)[1]))
     parts = "; ".join(f"{s}: {FINANCE.slots[s][v].text}" for s, v in offers[0].slots.items())
-    server.faults[("offer", parts)] = ["wrong_offer"] * 4
+    server.faults[("offer", parts)] = ["content:" + json.dumps({"offer": "A mortgage."})] * 4
     build_dataset(cfg, progress=False)
     errors = load_data_card(cfg.dataset_dir)["generator_errors"]
     assert errors["offers_failed"] == 1 and offers[0].offer_id in " ".join(errors["first_errors"])
