@@ -120,7 +120,9 @@ def summary(v: JudgeValidation) -> pd.DataFrame:
             "reference labels": v.reference, "judge": v.judge,
             "raw agreement": f"{100 * r.raw_agreement:.1f}%",
             "chi-square (Yates), p": f"{r.chi2:.1f}, p = {r.chi2_pvalue:.2g}",
-            "Cohen's kappa [95% bootstrap CI]": f"{r.kappa:.3f} [{r.kappa_low:.3f}, {r.kappa_high:.3f}]"}
+            "Cohen's kappa [95% bootstrap CI]": f"{r.kappa:.3f} " + (
+                f"[{r.kappa_low:.3f}, {r.kappa_high:.3f}]" if np.isfinite([r.kappa_low, r.kappa_high]).all()
+                else "[CI undefined: too few samples, some resamples have a single label]")}
     theirs = {"samples": f"{paper.JUDGE_SAMPLES}", "reference labels": "human annotators", "judge": "LLM",
               "raw agreement": f"{100 * paper.JUDGE_AGREEMENT:.0f}%",
               "chi-square (Yates), p": f"not reported, p {paper.JUDGE_CHI2_P}",
