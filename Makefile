@@ -55,7 +55,7 @@ bench: $(STAMP)
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/python benchmarks/bench_training.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check slm4offer tests benchmarks
+	$(BIN)/ruff check slm4offer tests benchmarks notebooks
 
 clean:
 	rm -rf artifacts

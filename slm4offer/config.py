@@ -321,6 +321,11 @@ def llm_api_key() -> str:
     return os.environ.get("OPENAI_API_KEY") or "no-key-set"
 
 
+def llm_endpoint_configured(base_url: str) -> bool:
+    """Whether an LLM endpoint was chosen: a base URL (field or $OPENAI_BASE_URL) or an OpenAI key."""
+    return bool(base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
+
+
 def domain_name(domain: str) -> str:
     """'finance' for 'finance' or for a path like 'my/finance.yaml'."""
     return Path(domain).stem if domain.endswith((".yaml", ".yml")) else domain

@@ -155,14 +155,15 @@ def improvement(table: pd.DataFrame, a: str = "sft", b: str = "contrastive") -> 
     return pd.concat([ours, theirs], ignore_index=True)
 
 
-def caption(cfg: Config, run: AcceptanceRun, commit: str) -> str:
+def caption(cfg: Config, run: AcceptanceRun, commit: str, figure: bool = False) -> str:
     seeds = ", ".join(map(str, run.seeds))
+    spread = ("Bars: mean over seeds; whiskers: Wilson 95% CI of the pooled count; dots: single seeds. "
+              if figure else "Mean ± std over seeds, with the Wilson 95% CI of the pooled count in brackets. ")
     return (f"Acceptance of the offer each system gives the {run.n_personas} test personas "
             f"({domain_name(cfg.domain)} world, profile {cfg.profile}, world seed {cfg.seed}; "
             f"T5 {run.model_source}, training seeds {seeds}; judges: "
             f"{', '.join(sorted(set(run.decisions['judge'])))}; accept when P(accept) ≥ {cfg.accept_threshold}). "
-            "Mean ± std over seeds, with the Wilson 95% CI of the pooled count in brackets. "
-            "Paper: pretrained T5-Small judged by an LLM. "
+            f"{spread}Paper: pretrained T5-Small judged by an LLM. "
             f"Commit {commit}.")
 
 
@@ -223,7 +224,8 @@ def save_acceptance(cfg: Config, res: AcceptanceResults) -> plt.Figure:
              write_text(cfg.results_dir / "acceptance_paired.csv", res.tests.to_csv(index=False))]
     for path in paths:
         record_artifact(cfg, f"results/{path.name}", record)
-    fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE, text)
+    fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE,
+                          caption(cfg, res.run, record["git_commit"], figure=True))
     save_figure(fig, "acceptance", cfg, stage="generate", **extra)
     return fig
 

@@ -149,6 +149,17 @@ def score_split(model: OfferT5, tokenizer: PreTrainedTokenizerBase, split, batch
     return df
 
 
+def separation(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per model state: mean similarity of accepted and of rejected pairs, and the AUC of telling
+    them apart by similarity (0.5 = no signal), from `score_split` frames."""
+    from sklearn.metrics import roc_auc_score
+
+    return pd.DataFrame({name: {"mean similarity, accepted": df.loc[df["accepted"], "similarity"].mean(),
+                                "mean similarity, rejected": df.loc[~df["accepted"], "similarity"].mean(),
+                                "AUC accepted vs rejected": roc_auc_score(df["accepted"], df["similarity"]),
+                                "pairs": len(df)} for name, df in scores.items()})
+
+
 def generation_summary(rows: list[dict], domain: Domain, catalog_ids: set[str]) -> dict:
     """How well-formed and how varied the generations are (acceptance is the judges' job)."""
     parsed = [parse_offer(domain, r["offer"]) for r in rows]

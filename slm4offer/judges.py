@@ -23,7 +23,7 @@ from typing import Protocol
 
 import numpy as np
 
-from slm4offer.config import JUDGES, Config, llm_api_key
+from slm4offer.config import JUDGES, Config, llm_api_key, llm_endpoint_configured
 from slm4offer.data import build_dataset, load_catalog
 from slm4offer.domains import Domain, load_domain
 from slm4offer.llm import JSONChat
@@ -139,7 +139,12 @@ class LLMJudge:
     def __call__(self, personas: Sequence[dict], offers: Sequence[str]) -> list[Decision]:
         check_pairs(personas, offers)
         requests = [self.messages(p["persona"], o) for p, o in zip(personas, offers, strict=True)]
-        results = self.chat.run(requests, validate_verdict, desc="llm judge", progress=self.progress)
+        first = self.chat.run(requests[:1], validate_verdict, progress=False)
+        if first and first[0].error and not first[0].error.startswith("malformed reply"):
+            # an unreachable endpoint, a bad key or model: stop before thousands of retried requests
+            raise RuntimeError(f"LLM judge: the first request failed ({first[0].error}); check judge_base_url, "
+                               "judge_model and OPENAI_API_KEY. Verdicts received so far are cached.")
+        results = first + self.chat.run(requests[1:], validate_verdict, desc="llm judge", progress=self.progress)
         return [Decision(None, "", None, r.error) if r.error is not None
                 else Decision(r.value["decision"] == "accept", r.value["reason"], r.value["probability"])
                 for r in results]
@@ -168,6 +173,9 @@ def make_judge(cfg: Config, name: str, progress: bool = True) -> Judge:
         from slm4offer.learned_judge import load_or_train  # imports sentence-transformers
 
         return load_or_train(cfg, progress=progress)
+    if not llm_endpoint_configured(cfg.judge_base_url):
+        raise ValueError("the llm judge needs an endpoint: set judge_base_url (or OPENAI_BASE_URL) to an "
+                         "OpenAI-compatible API, and OPENAI_API_KEY where it needs a key")
     chat = JSONChat(cfg.judge_model, cfg.llm_cache_dir, base_url=cfg.judge_base_url, api_key=llm_api_key(),
                     temperature=0.0, concurrency=cfg.llm_concurrency, max_attempts=cfg.llm_max_attempts,
                     timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s)

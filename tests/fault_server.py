@@ -19,6 +19,7 @@ class FaultyServer(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), Handler)
         self.answer, self.faults = answer, faults if faults is not None else {}
         self.requests, self.lock = Counter(), threading.Lock()
+        self.authorizations: set[str] = set()
 
     @property
     def base_url(self) -> str:
@@ -33,6 +34,7 @@ class Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         key, content = self.server.answer(body)
         with self.server.lock:
+            self.server.authorizations.add(self.headers.get("Authorization", ""))
             self.server.requests[key] += 1
             attempt = self.server.requests[key]
         plan = self.server.faults.get(key, [])

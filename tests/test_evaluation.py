@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from slm4offer import paper
+from slm4offer.cli import main
 from slm4offer.config import load_config
 from slm4offer.evaluation import (
     AcceptanceResults,
@@ -97,3 +98,7 @@ def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root):
     assert (cfg.figures_dir / "acceptance.png").is_file() and (cfg.figures_dir / "acceptance.pdf").is_file()
     manifest = (out / "manifest.json").read_text()
     assert '"results/acceptance.md"' in manifest and '"figures/acceptance"' in manifest
+
+    (out / "acceptance.csv").unlink()
+    assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "simulated"]) == 0
+    assert pd.read_csv(out / "acceptance.csv").equals(csv), "the CLI writes the same table from the cache"

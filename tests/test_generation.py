@@ -72,3 +72,16 @@ def test_generate_stage_saves_with_provenance_and_reads_back(project_root, monke
 
     monkeypatch.setattr(generation, "generate_offers", fail)
     assert generate(cfg, "contrastive", progress=False) == rows
+
+
+def test_separation_reports_auc_of_accepted_over_rejected():
+    import pandas as pd
+
+    from slm4offer.generation import separation
+
+    perfect = pd.DataFrame({"accepted": [True, True, False, False], "similarity": [0.9, 0.8, 0.1, 0.2]})
+    flipped = perfect.assign(similarity=-perfect["similarity"])
+    table = separation({"perfect": perfect, "flipped": flipped})
+    assert table.loc["AUC accepted vs rejected"].tolist() == [1.0, 0.0]
+    assert table.loc["mean similarity, accepted", "perfect"] == pytest.approx(0.85)
+    assert table.loc["pairs"].tolist() == [4, 4]

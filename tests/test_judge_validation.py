@@ -94,3 +94,12 @@ def test_default_sample_is_drawn_from_both_models_generations(smoke):
     assert set(sample["source"]) == {"sft", "contrastive"}
     again = validation_sample(cfg, progress=False)
     assert sample.equals(again), "the same seed draws the same sample"
+
+
+def test_cli_reports_a_bad_label_file_and_exits_2(smoke, tmp_path, capsys):
+    from slm4offer.cli import main
+
+    path = write_csv(tmp_path / "labels.csv", ["persona_id,offer,label", "nobody,An offer.,accept"])
+    assert main(["validate-judge", "--profile", "smoke", "--judge", "simulated", "--labels", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "slm4offer validate-judge: error:" in err and "line 2, field 'persona_id'" in err

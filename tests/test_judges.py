@@ -144,13 +144,41 @@ def test_the_cache_key_includes_the_prompt(tmp_path):
         LLMJudge(other.chat, prompt="Customer: {persona}")
 
 
+def test_llm_judge_from_config_sends_the_key_from_the_environment_only(project_root, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test-secret")
+    personas, offers = items(4)
+    with serving(judge_answer) as server:
+        cfg = load_config("smoke", judge_base_url=server.base_url, judge_model="judge-model", llm_backoff_s=0.01)
+        judge = make_judge(cfg, "llm", progress=False)
+        assert [d.accept for d in judge(personas, offers)] == [False, True, False, True]
+        assert server.authorizations == {"Bearer sk-test-secret"}
+    cached = list(cfg.llm_cache_dir.rglob("*.json"))
+    assert len(cached) == 4 and not any("sk-test-secret" in f.read_text() for f in cached)
+    assert "sk-test-secret" not in repr(cfg) and "sk-test-secret" not in str(cfg.to_dict())
+
+
+def test_llm_judge_stops_when_the_endpoint_fails_from_the_start(tmp_path):
+    personas, offers = items(50)
+    with serving(judge_answer, {0: ["500"] * 9}) as server:
+        with pytest.raises(RuntimeError, match="first request failed.*judge_base_url"):
+            llm_judge(server, tmp_path)(personas, offers)
+        assert sum(server.requests.values()) == 4, "no request sent past the failing first item"
+
+
+def test_llm_judge_without_an_endpoint_fails_at_once(project_root, monkeypatch):
+    for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValueError, match="llm judge needs an endpoint"):
+        make_judge(load_config("smoke"), "llm")
+
+
 def test_make_judge_by_name(world, monkeypatch, project_root):
     cfg = load_config("smoke")
     assert isinstance(make_judge(cfg, "simulated"), SimulatedJudge)
     with pytest.raises(ValueError, match="judge='oracle'"):
         make_judge(cfg, "oracle")
     with pytest.raises(FileNotFoundError, match="prompt file"):
-        make_judge(load_config("smoke", judge_prompt="missing.txt"), "llm")
+        make_judge(load_config("smoke", judge_prompt="missing.txt", judge_base_url="http://127.0.0.1:9/v1"), "llm")
     with pytest.raises(ValueError, match="judges='simulated,psychic'"):
         load_config("smoke", judges="simulated,psychic")
 

@@ -1,0 +1,16 @@
+import pytest
+
+from slm4offer.curves import epoch_table
+
+
+def test_epoch_table_keeps_one_row_per_evaluation_with_train_and_eval_parts():
+    logs = [{"loss": 3.0, "ce": 2.0, "epoch": 0.5},
+            {"eval_loss": 1.5, "eval_ce": 1.0, "eval_infonce": 2.0, "eval_runtime": 0.3,
+             "eval_samples_per_second": 99.0, "train_epoch_loss": 2.5, "train_epoch_ce": 2.0, "epoch": 1.0},
+            {"eval_loss": 1.25, "eval_ce": 0.75, "eval_infonce": 1.75, "epoch": 2.0000001},
+            {"train_runtime": 10.0, "epoch": 2.0}]
+    table = epoch_table(logs)
+    assert table.index.tolist() == [1, 2]
+    assert table.loc[1, "eval_infonce"] == 2.0 and table.loc[1, "train_epoch_ce"] == 2.0
+    assert "eval_runtime" not in table and "eval_samples_per_second" not in table
+    assert table.loc[2, "eval_loss"] == pytest.approx(1.25)
