@@ -43,3 +43,11 @@ def test_ci_runs_exactly_the_readme_test_command():
     ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
           if line.strip() and not line.startswith("#") and not line.startswith(("set ", "cd "))]
     assert ci == ["make test"]
+
+
+def test_reproduce_numbers_are_the_committed_results():
+    from slm4offer.reproduce import END, START, numbers_block
+
+    text = (ROOT / "REPRODUCE.md").read_text()
+    block = START + text.split(START, 1)[1].split(END, 1)[0] + END
+    assert block == numbers_block(ROOT / "results"), "run `python -m slm4offer.reproduce` (make all does)"

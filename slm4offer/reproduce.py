@@ -1,0 +1,78 @@
+"""The "our number" side of REPRODUCE.md, written from `results/` so that no number is typed.
+
+`python -m slm4offer.reproduce` (run by `make all`) rewrites the block between the markers in
+REPRODUCE.md from the committed results; a test fails when the block and the results disagree.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from slm4offer import paper
+from slm4offer.config import repo_root
+from slm4offer.files import write_text
+
+START, END = "<!-- numbers:start (written by python -m slm4offer.reproduce) -->", "<!-- numbers:end -->"
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f}%"
+
+
+def headline_rows(results: Path) -> list[str]:
+    table = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"])
+    tests = pd.read_csv(results / "acceptance_paired.csv")
+    rows = []
+    for judge in sorted({j for j, _ in table.index}):
+        sft, con = table.loc[(judge, "sft")], table.loc[(judge, "contrastive")]
+        t = tests[tests["judge"] == judge]
+        points = 100 * (con["mean"] - sft["mean"])
+        rows.append(
+            f"| acceptance, {judge} judge | {paper.ACCEPTANCE['sft']:.0%} → {paper.ACCEPTANCE['contrastive']:.0%} "
+            f"(LLM judge) | SFT {_pct(sft['mean'])} ± {100 * sft['std']:.1f}, contrastive {_pct(con['mean'])} ± "
+            f"{100 * con['std']:.1f} over {int(sft['seeds'])} seeds; {points:+.1f} points, "
+            f"{(con['mean'] - sft['mean']) / sft['mean']:+.1%} relative (paper +17.5%); McNemar p < 0.05 in "
+            f"{int((t['mcnemar_p'] < 0.05).sum())} of {len(t)} seeds | `results/acceptance.md` |")
+        if (judge, "best") in table.index and (judge, "random") in table.index:
+            rows.append(f"| baselines, {judge} judge | not reported | random offer "
+                        f"{_pct(table.loc[(judge, 'random'), 'mean'])}, most popular "
+                        f"{_pct(table.loc[(judge, 'popular'), 'mean'])}, each persona's best offer "
+                        f"{_pct(table.loc[(judge, 'best'), 'mean'])} | `results/acceptance.md` |")
+    return rows
+
+
+def validation_rows(results: Path) -> list[str]:
+    v = json.loads((results / "judge_validation.json").read_text())
+    return [f"| judge validation | LLM vs humans: {paper.JUDGE_AGREEMENT:.0%} agreement on {paper.JUDGE_SAMPLES}, "
+            f"χ² p {paper.JUDGE_CHI2_P} | {v['judge']} judge vs {v['reference']}: {_pct(v['raw_agreement'])} "
+            f"agreement on {v['n']}, χ² = {v['chi2']:.1f} (p = {v['chi2_pvalue']:.1g}), Cohen's κ = "
+            f"{v['kappa']:.2f} [{v['kappa_low']:.2f}, {v['kappa_high']:.2f}] | `results/judge_validation.md` |"]
+
+
+def numbers_block(results: Path) -> str:
+    lines = ["| claim | paper | ours (default profile) | from |", "|---|---|---|---|"]
+    lines += headline_rows(results) + validation_rows(results)
+    return "\n".join([START, *lines, END])
+
+
+def update(path: Path, results: Path) -> bool:
+    """Rewrite the block in `path`; True if it changed."""
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{path}: markers {START!r} … {END!r} not found")
+    head, rest = text.split(START, 1)
+    new = head + numbers_block(results) + rest.split(END, 1)[1]
+    if new != text:
+        write_text(path, new)
+    return new != text
+
+
+if __name__ == "__main__":
+    root = repo_root()
+    changed = update(root / "REPRODUCE.md", root / "results")
+    print("REPRODUCE.md", "updated" if changed else "unchanged")
+    sys.exit(0)
