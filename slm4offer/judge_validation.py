@@ -54,7 +54,9 @@ def validation_sample(cfg: Config, n: int | None = None, progress: bool = True) 
 
 
 def load_labels(path: str | Path, personas: dict[str, dict], training_ids: set[str] = frozenset()) -> pd.DataFrame:
-    """Human labels from a CSV, checked row by row; errors name the line and field.
+    """Human labels from a CSV, checked row by row; errors name the row and field.
+
+    Rows are numbered from 1 after the header, as in `validate-data` (file line = row + 1).
 
     `personas`: the dataset's rows by persona_id; `training_ids`: personas the judge learned
     from, which cannot validate it.
@@ -69,8 +71,8 @@ def load_labels(path: str | Path, personas: dict[str, dict], training_ids: set[s
             raise ValueError(f"{path}: missing column(s) {', '.join(missing)} "
                              f"(need {', '.join(LABEL_COLUMNS)}; found {', '.join(reader.fieldnames or []) or 'none'})")
         rows, seen = [], {}
-        for line, raw in enumerate(reader, start=2):  # line 1 is the header
-            where = f"{path}: line {line}"
+        for row, raw in enumerate(reader, start=1):
+            where = f"{path}: row {row} (line {row + 1})"
             pid, offer, label = ((raw.get(c) or "").strip() for c in LABEL_COLUMNS)
             if pid not in personas:
                 raise ValueError(f"{where}, field 'persona_id': {pid!r} is not a persona of the dataset")
@@ -82,8 +84,8 @@ def load_labels(path: str | Path, personas: dict[str, dict], training_ids: set[s
             if label.lower() not in LABEL_VALUES:
                 raise ValueError(f"{where}, field 'label': {label!r} is not one of accept, reject, 1, 0")
             if (pid, offer) in seen:
-                raise ValueError(f"{where}: duplicate of line {seen[pid, offer]} (same persona_id and offer)")
-            seen[pid, offer] = line
+                raise ValueError(f"{where}: duplicate of row {seen[pid, offer]} (same persona_id and offer)")
+            seen[pid, offer] = row
             rows.append({"persona_id": pid, "persona": personas[pid]["persona"], "offer": offer,
                          "source": path.name, "reference": LABEL_VALUES[label.lower()]})
     if not rows:
@@ -130,6 +132,15 @@ def summary(v: JudgeValidation) -> pd.DataFrame:
     return pd.DataFrame({"ours": ours, "paper": theirs})
 
 
+def contingency_table(v: JudgeValidation) -> pd.DataFrame:
+    """The 2x2 counts with margins: rows the reference labels, columns the judge's."""
+    table = pd.DataFrame(v.result.table, index=["reference: accept", "reference: reject"],
+                         columns=[f"{v.judge} judge: accept", f"{v.judge} judge: reject"])
+    table["total"] = table.sum(axis=1)
+    table.loc["total"] = table.sum(axis=0)
+    return table
+
+
 def as_record(v: JudgeValidation) -> dict:
     """The numbers of a validation, for results/judge_validation.json."""
     return {**{k: (val.tolist() if isinstance(val, np.ndarray) else val)
@@ -143,8 +154,7 @@ def write_validation(cfg: Config, v: JudgeValidation) -> list[Path]:
     (persona_id, persona, offer, empty label) for human annotators to fill in."""
     record = provenance.collect(cfg, stage="dataset", with_time=True, judge=v.judge, reference=v.reference)
     stem = cfg.results_dir / "judge_validation"
-    table = pd.DataFrame(v.result.table, index=["reference accept", "reference reject"],
-                         columns=["judge accept", "judge reject"])
+    table = contingency_table(v)
     md = (f"# Judge validation: {v.judge} judge vs {v.reference}\n\n{summary(v).to_markdown()}\n\n"
           f"Contingency table:\n\n{table.to_markdown()}\n\nChi-square shows that the judge's labels are "
           "associated with the reference; Cohen's kappa measures how far they agree beyond chance.\n\n"

@@ -6,7 +6,13 @@ import pytest
 
 from slm4offer.config import load_config
 from slm4offer.data import build_dataset, load_catalog
-from slm4offer.judge_validation import load_labels, validate_judge, validation_sample, write_validation
+from slm4offer.judge_validation import (
+    contingency_table,
+    load_labels,
+    validate_judge,
+    validation_sample,
+    write_validation,
+)
 from slm4offer.judges import make_judge
 
 
@@ -34,16 +40,16 @@ def test_a_valid_label_file_is_read(smoke, tmp_path):
 
 @pytest.mark.parametrize("lines, match", [
     (["persona_id,offer", "x,y"], r"missing column\(s\) label"),
-    (["persona_id,offer,label", "{a},Some offer.,maybe"], r"line 2, field 'label': 'maybe' is not one of"),
+    (["persona_id,offer,label", "{a},Some offer.,maybe"], r"row 1 \(line 2\), field 'label': 'maybe' is not one of"),
     (["persona_id,offer,label", "{a},Some offer.,1", "nobody,Some offer.,1"],
-     r"line 3, field 'persona_id': 'nobody' is not a persona"),
+     r"row 2 \(line 3\), field 'persona_id': 'nobody' is not a persona"),
     (["persona_id,offer,label", "{a},Some offer.,1", "{a},Other.,0", "{a},Some offer.,0"],
-     r"line 4: duplicate of line 2"),
-    (["persona_id,offer,label", "{a},,1"], r"line 2, field 'offer': empty"),
+     r"row 3 \(line 4\): duplicate of row 1"),
+    (["persona_id,offer,label", "{a},,1"], r"row 1 \(line 2\), field 'offer': empty"),
     (["persona_id,offer,label"], "no labelled rows"),
-    (["persona_id,offer,label", "{train},Some offer.,1"], r"line 2, field 'persona_id': .* training persona"),
+    (["persona_id,offer,label", "{train},Some offer.,1"], r"row 1 \(line 2\), field 'persona_id': .* training persona"),
 ])
-def test_bad_label_files_name_the_line_and_field(smoke, tmp_path, lines, match):
+def test_bad_label_files_name_the_row_and_field(smoke, tmp_path, lines, match):
     _, dd, personas = smoke
     fill = {"a": dd["test"]["persona_id"][0], "train": dd["train"]["persona_id"][0]}
     path = write_csv(tmp_path / "labels.csv", [line.format(**fill) for line in lines])
@@ -73,6 +79,8 @@ def test_agreement_with_labels_that_match_or_contradict_the_judge(smoke, tmp_pat
     same = validate_judge(cfg, "simulated", labels_file("same.csv", flip=False), progress=False)
     assert same.result.raw_agreement == 1.0 and same.result.kappa == pytest.approx(1.0)
     assert same.result.table.trace() == len(test) and same.reference == "same.csv"
+    margins = contingency_table(same)
+    assert margins.loc["total", "total"] == len(test) and margins.iloc[0, 2] == sum(truth)
     flipped = validate_judge(cfg, "simulated", labels_file("flipped.csv", flip=True), progress=False)
     p = sum(truth) / len(truth)  # kappa of total disagreement: -pe / (1 - pe) with pe = 2p(1 - p)
     assert flipped.result.raw_agreement == 0.0
@@ -102,4 +110,4 @@ def test_cli_reports_a_bad_label_file_and_exits_2(smoke, tmp_path, capsys):
     path = write_csv(tmp_path / "labels.csv", ["persona_id,offer,label", "nobody,An offer.,accept"])
     assert main(["validate-judge", "--profile", "smoke", "--judge", "simulated", "--labels", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "slm4offer validate-judge: error:" in err and "line 2, field 'persona_id'" in err
+    assert "slm4offer validate-judge: error:" in err and "row 1 (line 2), field 'persona_id'" in err
