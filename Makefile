@@ -41,11 +41,14 @@ endif
 
 # Each notebook is executed in place (outputs are committed for readers); the stamp, written
 # after it, records the run, so an unchanged notebook and package are not run again.
+# Its wall time goes into results/manifest.json ("stages").
 artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
 	@mkdir -p $(@D)
+	@date +%s > $@.start
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/papermill --cwd notebooks -k python3 --log-level WARNING \
 		--execution-timeout 3600 $< notebooks/.$*.tmp.ipynb
 	mv notebooks/.$*.tmp.ipynb $<
+	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/python -m slm4offer.manifest $* $$(( $$(date +%s) - $$(cat $@.start) ))
 	touch $@
 
 test: $(STAMP)

@@ -24,7 +24,7 @@ from slm4offer import paper, provenance
 from slm4offer.config import Config, domain_name
 from slm4offer.data import build_dataset, load_catalog
 from slm4offer.domains import load_domain
-from slm4offer.files import write_text
+from slm4offer.files import latex_text, write_text
 from slm4offer.generation import generate
 from slm4offer.judges import Judge, make_judge
 from slm4offer.modeling import resolve_source
@@ -165,14 +165,6 @@ def caption(cfg: Config, run: AcceptanceRun, commit: str, figure: bool = False) 
             f"{', '.join(sorted(set(run.decisions['judge'])))}; accept when P(accept) ≥ {cfg.accept_threshold}). "
             f"{spread}Paper: pretrained T5-Small judged by an LLM. "
             f"Commit {commit}.")
-
-
-def latex_text(text: str) -> str:
-    """Plain caption text made safe for LaTeX (pandas escapes the cells, not the caption)."""
-    for plain, tex in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"),
-                       ("±", r"$\pm$"), ("≥", r"$\geq$")):
-        text = text.replace(plain, tex)
-    return text
 
 
 def formatted(table: pd.DataFrame) -> pd.DataFrame:

@@ -1,4 +1,5 @@
-"""Atomic writes: a reader (or an interrupted run) never sees a half-written file or folder."""
+"""Atomic writes (a reader, or an interrupted run, never sees a half-written file or folder), and
+caption text made safe for LaTeX tables."""
 
 from __future__ import annotations
 
@@ -44,3 +45,11 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp)
+
+
+def latex_text(text: str) -> str:
+    """Plain caption text made safe for LaTeX (pandas escapes the cells, not the caption)."""
+    for plain, tex in (("\\", r"\textbackslash{}"), ("%", r"\%"), ("_", r"\_"), ("&", r"\&"), ("#", r"\#"),
+                       ("±", r"$\pm$"), ("≥", r"$\geq$")):
+        text = text.replace(plain, tex)
+    return text

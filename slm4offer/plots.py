@@ -208,3 +208,52 @@ def confusion_matrix(table: np.ndarray, reference: str, judge: str, title: str) 
     ax.set_title(title)
     fig.tight_layout()
     return fig
+
+
+STATE_STYLE = {"initial": ("#999999", "o"), "sft": ("#4c72b0", "s"), "contrastive": ("#c44e52", "D")}
+
+
+def layer_alpha(alphas: pd.DataFrame, threshold: float, title: str) -> plt.Figure:
+    """Power-law alpha of every layer (x: the model's layers in order) per model state; the
+    dashed line is the under-fitting threshold."""
+    order = list(dict.fromkeys(alphas["layer"]))
+    fig, ax = plt.subplots(figsize=(10.5, 3.6))
+    for state, group in alphas.groupby("state", sort=False):
+        color, marker = STATE_STYLE.get(state, ("#8172b2", "^"))
+        x = [order.index(layer) for layer in group["layer"]]
+        ax.plot(x, group["alpha"], marker, color=color, ms=4, alpha=0.85,
+                label=f"{state}: {int(group['under_fitted'].sum())} of {len(group)} layers > {threshold:g}")
+    ax.axhline(threshold, color="black", ls="--", lw=0.8)
+    ax.set_xticks(range(len(order)), [name.replace("layer.", "").replace("block.", "b") for name in order],
+                  rotation=90, fontsize=6)
+    ax.set_ylabel("power-law alpha (log scale)")
+    ax.set_yscale("log")
+    ax.legend(frameon=False, fontsize=8)
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
+def epoch_curves(tables: dict[str, pd.DataFrame], stable: dict[str, int | None], title: str) -> plt.Figure:
+    """The paper's Figure 6 layout: total, CE and InfoNCE loss per epoch, train (solid) and
+    validation (dashed) per model; a dotted line where a model's validation loss settles."""
+    fig, axes = plt.subplots(1, len(PARTS), figsize=(10.5, 3.0))
+    colors = dict(zip(tables, ("#c44e52", "#4c72b0", "#55a868", "#8172b2"), strict=False))
+    for ax, (part, label) in zip(axes, PARTS, strict=True):
+        for model, table in tables.items():
+            for prefix, style, kind in (("train_epoch_", "o-", "train"), ("eval_", "s--", "validation")):
+                if f"{prefix}{part}" in table:
+                    ax.plot(table.index, table[f"{prefix}{part}"], style, color=colors[model], ms=3, lw=1.2,
+                            label=f"{model} {kind}")
+            if stable.get(model) is not None:
+                ax.axvline(stable[model], color=colors[model], ls=":", lw=1)
+        ax.set_title(label)
+        ax.set_xlabel("epoch")
+        ax.set_yscale("log")
+    axes[0].set_ylabel("loss (log scale)")
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False,
+               bbox_to_anchor=(0.5, -0.08))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig

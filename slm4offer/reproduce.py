@@ -53,9 +53,28 @@ def validation_rows(results: Path) -> list[str]:
             f"{v['kappa']:.2f} [{v['kappa_low']:.2f}, {v['kappa_high']:.2f}] | `results/judge_validation.md` |"]
 
 
+def layer_rows(results: Path) -> list[str]:
+    t = pd.read_csv(results / "table1_layers.csv").set_index("model")
+    ours = ", ".join(f"{m} {t.loc[m, 'under-fitted (mean)']:.1f} ± {t.loc[m, 'under-fitted (std)']:.1f} "
+                     f"({t.loc[m, 'share under-fitted']:.0%})" for m in t.index)
+    return [f"| Table 1, under-fitted layers (alpha > 6) | SFT {paper.UNDERFIT_LAYERS['sft']}, contrastive "
+            f"{paper.UNDERFIT_LAYERS['contrastive']} (T5-Small, one run) | of {int(t['layers analysed'].iloc[0])} layers, "
+            f"over {int(t['seeds'].iloc[0])} seeds: {ours} | `results/table1_layers.md` |"]
+
+
+def curve_rows(results: Path) -> list[str]:
+    t = pd.read_csv(results / "loss_stabilisation.csv")
+    total = t[t["curve"] == "eval_loss"].set_index("model")
+    ours = "; ".join(f"{m}: " + (f"settles at epoch {int(r['stable from epoch'])}" if pd.notna(r["stable from epoch"])
+                                 else f"not settled after {int(r['epochs'])} epochs (last change {r['last change']:+.1%})")
+                     for m, r in total.iterrows())
+    return [f"| Figure 6, loss curves | settle by about epoch {paper.STABLE_EPOCH} | validation total loss, {ours} "
+            f"| `results/loss_stabilisation.md` |"]
+
+
 def numbers_block(results: Path) -> str:
     lines = ["| claim | paper | ours (default profile) | from |", "|---|---|---|---|"]
-    lines += headline_rows(results) + validation_rows(results)
+    lines += headline_rows(results) + validation_rows(results) + layer_rows(results) + curve_rows(results)
     return "\n".join([START, *lines, END])
 
 

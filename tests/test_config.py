@@ -70,3 +70,15 @@ def test_default_profile_writes_to_committed_folders_others_to_subfolders(projec
     assert load_config("default").figures_dir == project_root / "figures"
     assert load_config("smoke").results_dir == project_root / "results" / "smoke"
     assert load_config("smoke").dataset_dir.parent == project_root / "artifacts" / "smoke"
+
+
+def test_stage_wall_times_are_recorded_in_the_manifest(project_root):
+    import json
+
+    from slm4offer.manifest import record_stage
+
+    record_stage("01_data_synthesis", 12.34, profile="smoke")
+    record_stage("02_sft_baseline", 80.0, profile="smoke")
+    manifest = json.loads((project_root / "results" / "smoke" / "manifest.json").read_text())
+    assert manifest["stages"]["01_data_synthesis"]["seconds"] == 12.3
+    assert set(manifest["stages"]) == {"01_data_synthesis", "02_sft_baseline"} and "artifacts" in manifest

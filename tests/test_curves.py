@@ -14,3 +14,16 @@ def test_epoch_table_keeps_one_row_per_evaluation_with_train_and_eval_parts():
     assert table.loc[1, "eval_infonce"] == 2.0 and table.loc[1, "train_epoch_ce"] == 2.0
     assert "eval_runtime" not in table and "eval_samples_per_second" not in table
     assert table.loc[2, "eval_loss"] == pytest.approx(1.25)
+
+
+def test_stable_epoch_is_the_first_epoch_the_curve_stays_within_tolerance():
+    import pandas as pd
+
+    from slm4offer.curves import stable_epoch
+
+    falling = pd.Series([4.0, 2.0, 1.5, 1.3, 1.2], index=range(1, 6))
+    assert stable_epoch(falling) is None, "still falling by more than 1% an epoch"
+    settled = pd.Series([4.0, 2.0, 1.01, 1.005, 1.0, 1.002], index=range(1, 7))
+    assert stable_epoch(settled, tol=0.01) == 3
+    assert stable_epoch(settled, window=3) == 3 and stable_epoch(settled, window=4) is None, "3 epochs follow"
+    assert stable_epoch(falling, tol=0.5) == 2
