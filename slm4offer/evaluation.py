@@ -196,29 +196,29 @@ def acceptance_results(cfg: Config, judges: list[str] | None = None, progress: b
     return AcceptanceResults(run, table, paired_tests(run.decisions), improvement(table))
 
 
-def save_acceptance(cfg: Config, res: AcceptanceResults) -> plt.Figure:
-    """Write `results/acceptance.{csv,md,tex}`, `acceptance_paired.csv` and `figures/acceptance.{png,pdf}`
+def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance") -> plt.Figure:
+    """Write `results/<name>.{csv,md,tex}`, `<name>_paired.csv` and `figures/<name>.{png,pdf}`
     (all recorded in the manifest); return the figure for display."""
     extra = {"model_source": res.run.model_source, "training_seeds": res.run.seeds,
              "judges": sorted(set(res.run.decisions["judge"]))}
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
     text = caption(cfg, res.run, record["git_commit"])
-    stem = cfg.results_dir / "acceptance"
+    stem = cfg.results_dir / name
     wide = formatted(res.table)
     md = (f"# Acceptance rates\n\n{text}\n\n{wide.to_markdown()}\n\n"
           f"## Contrastive vs SFT\n\nRelative improvement computed as in the paper, (b - a) / a, and in "
           f"percentage points.\n\n{res.gain.to_markdown(index=False, floatfmt='.3f')}\n\n"
           f"## Paired test per seed (exact McNemar, same test personas)\n\n"
           f"{res.tests.to_markdown(index=False, floatfmt='.4g')}\n")
-    tex = wide.to_latex(caption=latex_text(text), label="tab:acceptance", escape=True)
+    tex = wide.to_latex(caption=latex_text(text), label=f"tab:{name}", escape=True)
     paths = [write_text(stem.with_suffix(".csv"), res.table.to_csv(index=False)),
              write_text(stem.with_suffix(".md"), md), write_text(stem.with_suffix(".tex"), tex),
-             write_text(cfg.results_dir / "acceptance_paired.csv", res.tests.to_csv(index=False))]
+             write_text(cfg.results_dir / f"{name}_paired.csv", res.tests.to_csv(index=False))]
     for path in paths:
         record_artifact(cfg, f"results/{path.name}", record)
     fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE,
                           caption(cfg, res.run, record["git_commit"], figure=True))
-    save_figure(fig, "acceptance", cfg, stage="generate", **extra)
+    save_figure(fig, name, cfg, stage="generate", **extra)
     return fig
 
 
@@ -235,11 +235,13 @@ def headline(res: AcceptanceResults, alpha: float = 0.05) -> str:
         higher = int((tests["contrastive_rate"] > tests["sft_rate"]).sum())
         lower = int((tests["contrastive_rate"] < tests["sft_rate"]).sum())
         significant = int((tests["mcnemar_p"] < alpha).sum())
+        theirs = paper.ACCEPTANCE["contrastive"] / paper.ACCEPTANCE["sft"] - 1
+        seeds = f"{len(tests)} seed{'s' * (len(tests) != 1)}"
         line = (f"{judge} judge: SFT {100 * t.loc['sft', 'mean']:.1f}%, contrastive "
                 f"{100 * t.loc['contrastive', 'mean']:.1f}% (paper: {100 * paper.ACCEPTANCE['sft']:.0f}% -> "
                 f"{100 * paper.ACCEPTANCE['contrastive']:.0f}%); contrastive - SFT = {gain['points']:+.1f} points, "
-                f"{100 * gain['relative']:+.1f}% relative (paper: +17.5%). Over {len(tests)} seeds contrastive was "
-                f"higher in {higher} and lower in {lower}; the paired McNemar test gave p < {alpha} in "
+                f"{100 * gain['relative']:+.1f}% relative (paper: {100 * theirs:+.1f}%). Over {seeds} contrastive "
+                f"was higher in {higher} and lower in {lower}; the paired McNemar test gave p < {alpha} in "
                 f"{significant} of {len(tests)}.")
         if {"random", "best"} <= set(t.index):
             lo, hi = t.loc["random", "mean"], t.loc["best", "mean"]

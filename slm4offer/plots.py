@@ -123,6 +123,7 @@ def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
         ax.set_title(label)
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
+        plain_log_ticks(ax)
     axes[0].set_ylabel("loss (log scale)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False,
@@ -130,6 +131,19 @@ def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def plain_log_ticks(ax: plt.Axes) -> None:
+    """Tick labels like 0.3 and 20 on a log axis (instead of 3x10^-1), only at 1, 2, 3 and 5
+    times a power of ten so that they do not crowd."""
+    from matplotlib.ticker import FuncFormatter
+
+    def label(x, _):
+        lead = round(x / 10 ** np.floor(np.log10(x))) if x > 0 else 0
+        return f"{x:g}" if lead in (1, 2, 3, 5) else ""
+
+    ax.yaxis.set_major_formatter(FuncFormatter(label))
+    ax.yaxis.set_minor_formatter(FuncFormatter(label))
 
 
 def similarity_histograms(scores: dict[str, pd.DataFrame], title: str) -> plt.Figure:
@@ -228,6 +242,7 @@ def layer_alpha(alphas: pd.DataFrame, threshold: float, title: str) -> plt.Figur
                   rotation=90, fontsize=6)
     ax.set_ylabel("power-law alpha (log scale)")
     ax.set_yscale("log")
+    plain_log_ticks(ax)
     ax.legend(frameon=False, fontsize=8)
     ax.set_title(title)
     fig.tight_layout()
@@ -250,6 +265,7 @@ def epoch_curves(tables: dict[str, pd.DataFrame], stable: dict[str, int | None],
         ax.set_title(label)
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
+        plain_log_ticks(ax)
     axes[0].set_ylabel("loss (log scale)")
     handles, labels = axes[0].get_legend_handles_labels()
     fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False,
