@@ -80,23 +80,29 @@ def evaluate(cfg: Config, judges: list[str] | None = None, systems: tuple[str, .
     Trains (or loads) the models of `eval_seeds` training seeds and generates their offers
     (both cached), so the first call on a profile takes as long as that training.
     """
-    judges = judges or cfg.judge_names
     test = list(build_dataset(cfg, progress=progress)["test"])
     offers = {(system, seed): system_offers(cfg, system, cfg.train_seed if seed is None else seed, progress)
               for system in systems for seed in (train_seeds(cfg) if system in SEEDED else [None])}
+    decisions = judge_all(cfg, test, offers, judges or cfg.judge_names, progress)
+    return AcceptanceRun(decisions, resolve_source(cfg).kind, train_seeds(cfg), len(test))
+
+
+def judge_all(cfg: Config, personas: list[dict], offers: dict[tuple[str, int | None], list[str]],
+              judges: list[str], progress: bool = True) -> pd.DataFrame:
+    """One row per judge, (system, seed) and persona: the verdict, its probability, reason or error."""
     frames = []
     for name in judges:
         judge: Judge = make_judge(cfg, name, progress=progress)
         for (system, seed), texts in offers.items():
-            decisions = judge(test, texts)
+            decisions = judge(personas, texts)
             frames.append(pd.DataFrame({
-                "system": system, "seed": seed, "judge": name, "persona_id": [p["persona_id"] for p in test],
+                "system": system, "seed": seed, "judge": name, "persona_id": [p["persona_id"] for p in personas],
                 "offer": texts, "accept": [d.accept for d in decisions],
                 "probability": [d.probability for d in decisions], "reason": [d.reason for d in decisions],
                 "error": [d.error for d in decisions]}))
     decisions = pd.concat(frames, ignore_index=True)
     decisions["seed"] = decisions["seed"].astype("Int64")
-    return AcceptanceRun(decisions, resolve_source(cfg).kind, train_seeds(cfg), len(test))
+    return decisions
 
 
 def judged_rate(judge: Judge, split, generations: list[dict]) -> Proportion:
@@ -122,7 +128,9 @@ def acceptance_table(decisions: pd.DataFrame) -> pd.DataFrame:
                      "mean_probability": float(judged["probability"].astype(float).mean()),
                      "paper": paper.ACCEPTANCE.get(system, np.nan)})
     table = pd.DataFrame(rows)
-    table["system"] = pd.Categorical(table["system"], [s for s in SYSTEMS if s in set(table["system"])])
+    present = list(dict.fromkeys(table["system"]))
+    order = [s for s in SYSTEMS if s in present] + [s for s in present if s not in SYSTEMS]
+    table["system"] = pd.Categorical(table["system"], order)
     return table.sort_values(["system", "judge"]).reset_index(drop=True)
 
 

@@ -198,7 +198,8 @@ def acceptance_bars(table: pd.DataFrame, decisions: pd.DataFrame, paper: dict[st
         if system in paper:
             ax.plot(j, 100 * paper[system], "D", color="black", ms=6, zorder=5,
                     label="paper (LLM judge)" if system == next(s for s in systems if s in paper) else None)
-    ax.set_xticks(np.arange(len(systems)), systems)
+    crowded = len(systems) > 5
+    ax.set_xticks(np.arange(len(systems)), systems, rotation=25 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylabel("offers accepted (%)")
     ax.set_ylim(0, 105)
     ax.legend(frameon=False, ncol=len(judges) + 1, loc="upper left", fontsize=8)

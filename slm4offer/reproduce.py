@@ -92,10 +92,23 @@ def domain_rows(results: Path) -> list[str]:
     return rows
 
 
+def ablation_rows(results: Path) -> list[str]:
+    path = results / "ablations.csv"
+    if not path.is_file():
+        return []
+    t = pd.read_csv(path)
+    t = t[t["judge"] == "simulated"] if "simulated" in set(t["judge"]) else t[t["judge"] == t["judge"].iloc[0]]
+    cells = ", ".join(f"{r.system} {_pct(r.mean)}" + (" *" if r.mcnemar_p_vs_main < 0.05 else "")
+                      for r in t.itertuples())
+    return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
+            f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = McNemar p < 0.05 against the main recipe) "
+            f"| `results/ablations.md` |"]
+
+
 def numbers_block(results: Path) -> str:
     lines = ["| claim | paper | ours (default profile) | from |", "|---|---|---|---|"]
     lines += (headline_rows(results) + validation_rows(results) + layer_rows(results) + curve_rows(results)
-              + domain_rows(results))
+              + domain_rows(results) + ablation_rows(results))
     return "\n".join([START, *lines, END])
 
 
