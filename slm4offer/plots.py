@@ -121,6 +121,12 @@ def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
             if val:
                 ax.plot(*zip(*val, strict=True), "s--", color=c, ms=3, lw=1.2, label=f"{run} validation")
         ax.set_title(label)
+    return _finish_loss_panels(fig, axes, title)
+
+
+def _finish_loss_panels(fig: plt.Figure, axes, title: str) -> plt.Figure:
+    """Shared by the loss figures: log-scale epoch axes, one legend below, the title."""
+    for ax in axes:
         ax.set_xlabel("epoch")
         ax.set_yscale("log")
         plain_log_ticks(ax)
@@ -264,13 +270,4 @@ def epoch_curves(tables: dict[str, pd.DataFrame], stable: dict[str, int | None],
             if stable.get(model) is not None:
                 ax.axvline(stable[model], color=colors[model], ls=":", lw=1)
         ax.set_title(label)
-        ax.set_xlabel("epoch")
-        ax.set_yscale("log")
-        plain_log_ticks(ax)
-    axes[0].set_ylabel("loss (log scale)")
-    handles, labels = axes[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=max(1, len(labels)), frameon=False,
-               bbox_to_anchor=(0.5, -0.08))
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
+    return _finish_loss_panels(fig, axes, title)
