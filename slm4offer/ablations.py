@@ -17,9 +17,9 @@ from slm4offer import provenance
 from slm4offer.config import Config
 from slm4offer.data import build_dataset
 from slm4offer.evaluation import acceptance_table, judge_all, system_offers
-from slm4offer.files import latex_text, write_text
+from slm4offer.files import latex_text
 from slm4offer.modeling import resolve_source
-from slm4offer.plots import acceptance_bars, record_artifact, save_figure
+from slm4offer.plots import acceptance_bars, save_figure, save_results
 from slm4offer.stats import mcnemar_exact
 
 BASE = "main recipe"
@@ -88,14 +88,11 @@ def save_ablations(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, se
     cells = zip(table["mean"], table["ci_low"], table["ci_high"], strict=True)
     shown = table.assign(acceptance=[f"{100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" for m, lo, hi in cells])
     shown = shown[["system", "changes", "judge", "acceptance", "mcnemar_p_vs_main", "errors"]]
-    stem = cfg.results_dir / "ablations"
-    paths = [write_text(stem.with_suffix(".csv"), table.to_csv(index=False)),
-             write_text(stem.with_suffix(".md"), f"# Ablations\n\n{caption}\n\n"
-                                                 f"{shown.to_markdown(index=False, floatfmt='.3g')}\n"),
-             write_text(stem.with_suffix(".tex"), shown.to_latex(index=False, caption=latex_text(caption),
-                                                                 label="tab:ablations", float_format="%.3g"))]
-    for path in paths:
-        record_artifact(cfg, f"results/{path.name}", record)
+    save_results(cfg, {"ablations.csv": table.to_csv(index=False),
+                       "ablations.md": f"# Ablations\n\n{caption}\n\n"
+                                       f"{shown.to_markdown(index=False, floatfmt='.3g')}\n",
+                       "ablations.tex": shown.to_latex(index=False, caption=latex_text(caption),
+                                                       label="tab:ablations", float_format="%.3g")}, record)
     fig = acceptance_bars(table, decisions, {}, caption)
     save_figure(fig, "ablations", cfg, stage="generate", **extra)
     return fig

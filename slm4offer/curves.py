@@ -9,8 +9,7 @@ import pandas as pd
 
 from slm4offer import paper, provenance
 from slm4offer.config import Config
-from slm4offer.files import write_text
-from slm4offer.plots import record_artifact
+from slm4offer.plots import save_results
 
 
 def epoch_table(log_history: list[dict]) -> pd.DataFrame:
@@ -59,10 +58,6 @@ def save_stabilisation(cfg: Config, table: pd.DataFrame, tol: float, window: int
                f"more epochs and to the end (profile {cfg.profile}, {cfg.epochs} epochs, training seed "
                f"{cfg.train_seed}). Paper (Figure 6): curves settle by about epoch {paper.STABLE_EPOCH} of "
                f"T5-Small fine-tuning. Commit {record['git_commit']}.")
-    stem = cfg.results_dir / "loss_stabilisation"
-    paths = [write_text(stem.with_suffix(".csv"), table.to_csv(index=False)),
-             write_text(stem.with_suffix(".md"), f"# Loss curves: where they settle\n\n{caption}\n\n"
-                                                 f"{table.to_markdown(index=False, floatfmt='.4g')}\n")]
-    for path in paths:
-        record_artifact(cfg, f"results/{path.name}", record)
-    return paths
+    return save_results(cfg, {"loss_stabilisation.csv": table.to_csv(index=False),
+                              "loss_stabilisation.md": f"# Loss curves: where they settle\n\n{caption}\n\n"
+                                                       f"{table.to_markdown(index=False, floatfmt='.4g')}\n"}, record)

@@ -24,11 +24,11 @@ from slm4offer import paper, provenance
 from slm4offer.config import Config, domain_name
 from slm4offer.data import build_dataset, load_catalog
 from slm4offer.domains import load_domain
-from slm4offer.files import latex_text, write_text
+from slm4offer.files import latex_text
 from slm4offer.generation import generate
 from slm4offer.judges import Judge, make_judge
 from slm4offer.modeling import resolve_source
-from slm4offer.plots import acceptance_bars, record_artifact, save_figure
+from slm4offer.plots import acceptance_bars, save_figure, save_results
 from slm4offer.stats import Proportion, mcnemar_exact, seed_spread, wilson_ci
 from slm4offer.world import SimulatedCustomer
 
@@ -211,7 +211,6 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance
              "judges": sorted(set(res.run.decisions["judge"]))}
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
     text = caption(cfg, res.run, record["git_commit"])
-    stem = cfg.results_dir / name
     wide = formatted(res.table)
     md = (f"# Acceptance rates\n\n{text}\n\n{wide.to_markdown()}\n\n"
           f"## Contrastive vs SFT\n\nRelative improvement computed as in the paper, (b - a) / a, and in "
@@ -219,11 +218,8 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance
           f"## Paired test per seed (exact McNemar, same test personas)\n\n"
           f"{res.tests.to_markdown(index=False, floatfmt='.4g')}\n")
     tex = wide.to_latex(caption=latex_text(text), label=f"tab:{name}", escape=True)
-    paths = [write_text(stem.with_suffix(".csv"), res.table.to_csv(index=False)),
-             write_text(stem.with_suffix(".md"), md), write_text(stem.with_suffix(".tex"), tex),
-             write_text(cfg.results_dir / f"{name}_paired.csv", res.tests.to_csv(index=False))]
-    for path in paths:
-        record_artifact(cfg, f"results/{path.name}", record)
+    save_results(cfg, {f"{name}.csv": res.table.to_csv(index=False), f"{name}.md": md, f"{name}.tex": tex,
+                       f"{name}_paired.csv": res.tests.to_csv(index=False)}, record)
     fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE,
                           caption(cfg, res.run, record["git_commit"], figure=True))
     save_figure(fig, name, cfg, stage="generate", **extra)

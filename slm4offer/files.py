@@ -27,8 +27,13 @@ def write_text(path: str | Path, text: str) -> Path:
     return path
 
 
+def json_text(data) -> str:
+    """The JSON form every file of the project uses: indented, sorted keys, newline-terminated."""
+    return json.dumps(data, indent=2, sort_keys=True, default=str) + "\n"
+
+
 def write_json(path: str | Path, data) -> Path:
-    return write_text(path, json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    return write_text(path, json_text(data))
 
 
 @contextmanager

@@ -20,10 +20,10 @@ import pandas as pd
 from slm4offer import paper, provenance
 from slm4offer.config import Config
 from slm4offer.data import build_dataset
-from slm4offer.files import write_json, write_text
+from slm4offer.files import json_text
 from slm4offer.generation import generate
 from slm4offer.judges import make_judge
-from slm4offer.plots import record_artifact
+from slm4offer.plots import save_results
 from slm4offer.stats import Agreement, agreement
 
 LABEL_COLUMNS = ("persona_id", "offer", "label")
@@ -153,16 +153,12 @@ def write_validation(cfg: Config, v: JudgeValidation) -> list[Path]:
     """`results/judge_validation.{md,json}` and a blind labelling sheet of the same pairs
     (persona_id, persona, offer, empty label) for human annotators to fill in."""
     record = provenance.collect(cfg, stage="dataset", with_time=True, judge=v.judge, reference=v.reference)
-    stem = cfg.results_dir / "judge_validation"
     table = contingency_table(v)
     md = (f"# Judge validation: {v.judge} judge vs {v.reference}\n\n{summary(v).to_markdown()}\n\n"
           f"Contingency table:\n\n{table.to_markdown()}\n\nChi-square shows that the judge's labels are "
           "associated with the reference; Cohen's kappa measures how far they agree beyond chance.\n\n"
           f"_Provenance: profile `{cfg.profile}`, seed {cfg.seed}, commit `{record['git_commit']}`._\n")
     sheet = v.sample[["persona_id", "persona", "offer"]].assign(label="")
-    paths = [write_text(stem.with_suffix(".md"), md),
-             write_json(stem.with_suffix(".json"), {**as_record(v), "provenance": record}),
-             write_text(cfg.results_dir / "judge_labelling_sheet.csv", sheet.to_csv(index=False))]
-    for path in paths:
-        record_artifact(cfg, f"results/{path.name}", record)
-    return paths
+    return save_results(cfg, {"judge_validation.md": md,
+                              "judge_validation.json": json_text({**as_record(v), "provenance": record}),
+                              "judge_labelling_sheet.csv": sheet.to_csv(index=False)}, record)

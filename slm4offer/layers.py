@@ -23,9 +23,9 @@ import torch
 
 from slm4offer import paper, provenance
 from slm4offer.config import Config
-from slm4offer.files import latex_text, write_text
+from slm4offer.files import latex_text
 from slm4offer.modeling import resolve_source
-from slm4offer.plots import record_artifact
+from slm4offer.plots import save_results
 from slm4offer.stats import seed_spread
 from slm4offer.training import load_initial, train
 
@@ -105,13 +105,9 @@ def save_table1(cfg: Config, summary: pd.DataFrame, alphas: pd.DataFrame, thresh
                f"{', '.join(map(str, seeds))}; mean and std over seeds; the tied embedding counted once, "
                f"matrices with fewer than {MIN_EVALS} eigenvalues left out). Paper: pretrained T5-Small, "
                f"one run. Commit {record['git_commit']}.")
-    stem = cfg.results_dir / "table1_layers"
     shown = summary.round(3)
-    paths = [write_text(stem.with_suffix(".csv"), summary.to_csv()),
-             write_text(stem.with_suffix(".md"),
-                        f"# Table 1: under-fitted layers\n\n{caption}\n\n{shown.to_markdown()}\n"),
-             write_text(stem.with_suffix(".tex"), shown.to_latex(caption=latex_text(caption), label="tab:layers")),
-             write_text(cfg.results_dir / "table1_layer_alphas.csv", alphas.to_csv(index=False))]
-    for path in paths:
-        record_artifact(cfg, f"results/{path.name}", record)
-    return paths
+    return save_results(cfg, {
+        "table1_layers.csv": summary.to_csv(),
+        "table1_layers.md": f"# Table 1: under-fitted layers\n\n{caption}\n\n{shown.to_markdown()}\n",
+        "table1_layers.tex": shown.to_latex(caption=latex_text(caption), label="tab:layers"),
+        "table1_layer_alphas.csv": alphas.to_csv(index=False)}, record)

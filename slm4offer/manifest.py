@@ -6,23 +6,19 @@ the last run took, on which commit, next to the provenance of every figure and t
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 
 from slm4offer import provenance
 from slm4offer.config import load_config
-from slm4offer.files import write_json
+from slm4offer.plots import update_manifest
 
 
 def record_stage(notebook: str, seconds: float, profile: str | None = None) -> dict:
     cfg = load_config(profile)
-    path = cfg.results_dir / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {"artifacts": {}}
     entry = {"seconds": round(seconds, 1), "git_commit": provenance.git_commit(),
              "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "profile": cfg.profile}
-    manifest.setdefault("stages", {})[notebook] = entry
-    write_json(path, manifest)
+    update_manifest(cfg, "stages", notebook, entry)
     return entry
 
 

@@ -18,7 +18,7 @@ import pandas as pd
 from slm4offer import provenance
 from slm4offer.config import Config
 from slm4offer.domains import Domain
-from slm4offer.files import write_json
+from slm4offer.files import write_json, write_text
 
 plt.rcParams.update({"figure.dpi": 110, "savefig.dpi": 200, "font.size": 9,
                      "axes.spines.top": False, "axes.spines.right": False})
@@ -42,12 +42,24 @@ def save_figure(fig: plt.Figure, name: str, cfg: Config, stage: str = "dataset",
     return paths
 
 
-def record_artifact(cfg: Config, key: str, record: dict) -> Path:
-    """Add or replace `key` in `results_dir/manifest.json` (read, merge, atomic write)."""
+def update_manifest(cfg: Config, section: str, key: str, record: dict) -> Path:
+    """Add or replace `section[key]` in `results_dir/manifest.json` (read, merge, atomic write)."""
     path = cfg.results_dir / "manifest.json"
     manifest = json.loads(path.read_text()) if path.is_file() else {"artifacts": {}}
-    manifest["artifacts"][key] = record
+    manifest.setdefault(section, {})[key] = record
     return write_json(path, manifest)
+
+
+def record_artifact(cfg: Config, key: str, record: dict) -> Path:
+    return update_manifest(cfg, "artifacts", key, record)
+
+
+def save_results(cfg: Config, files: dict[str, str], record: dict) -> list[Path]:
+    """Write each `name: text` into `results_dir` and record it, with `record`, in the manifest."""
+    paths = [write_text(cfg.results_dir / name, text) for name, text in files.items()]
+    for path in paths:
+        record_artifact(cfg, f"results/{path.name}", record)
+    return paths
 
 
 def attribute_distributions(dd: datasets.DatasetDict, domain: Domain) -> plt.Figure:
