@@ -187,9 +187,8 @@ class Config:
         payload = {n: getattr(self, n) for n in names} | extra
         payload["domain_digest"] = domain_digest(self.domain)
         package = Path(__file__).parent
-        payload["code_digest"] = hashlib.sha256(
-            b"".join((package / f).read_bytes() for f in STAGE_CODE[stage])
-        ).hexdigest()
+        files = STAGE_CODE[stage] + (LLM_GENERATOR_CODE if self.generator == "openai" else ())
+        payload["code_digest"] = hashlib.sha256(b"".join((package / f).read_bytes() for f in files)).hexdigest()
         blob = json.dumps(payload, sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()[:12]
 
@@ -241,10 +240,12 @@ STAGE_FIELDS["train"] = STAGE_FIELDS["dataset"] + (
 STAGE_FIELDS["generate"] = STAGE_FIELDS["train"] + ("num_beams", "rerank_candidates")
 STAGE_FIELDS["judge"] = STAGE_FIELDS["dataset"]  # the learned judge; the threshold applies later
 
-# Source files whose edits invalidate a stage's cache (code is an input too).
+# Source files whose edits invalidate a stage's cache (code is an input too). The LLM client
+# counts only where the dataset came from it (generator='openai').
 STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "dataset": ("domains/__init__.py", "world.py", "data.py", "llm.py", "llm_generator.py"),
+    "dataset": ("domains/__init__.py", "world.py", "data.py"),
 }
+LLM_GENERATOR_CODE = ("llm.py", "llm_generator.py")
 STAGE_CODE["train"] = STAGE_CODE["dataset"] + ("modeling.py", "losses.py", "training.py")
 STAGE_CODE["generate"] = STAGE_CODE["train"] + ("generation.py",)
 STAGE_CODE["judge"] = STAGE_CODE["dataset"] + ("learned_judge.py",)

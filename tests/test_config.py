@@ -82,3 +82,13 @@ def test_stage_wall_times_are_recorded_in_the_manifest(project_root):
     manifest = json.loads((project_root / "results" / "smoke" / "manifest.json").read_text())
     assert manifest["stages"]["01_data_synthesis"]["seconds"] == 12.3
     assert set(manifest["stages"]) == {"01_data_synthesis", "02_sft_baseline"} and "artifacts" in manifest
+
+
+def test_the_llm_client_code_counts_only_for_llm_generated_datasets(monkeypatch):
+    from slm4offer import config
+
+    world, llm = load_config("smoke"), load_config("smoke", generator="openai")
+    before = world.stage_hash("dataset"), llm.stage_hash("dataset")
+    monkeypatch.setattr(config, "LLM_GENERATOR_CODE", ("llm.py",))  # as if llm_generator.py were edited away
+    assert world.stage_hash("dataset") == before[0]
+    assert llm.stage_hash("dataset") != before[1]
