@@ -16,11 +16,12 @@ PACKAGE_SOURCES := $(shell find slm4offer -name '*.py' -o -name '*.yaml')
 
 # A failed recipe leaves no half-made target behind (papermill writes its output on failure).
 .DELETE_ON_ERROR:
-.PHONY: all test bench lint venv clean help
+.PHONY: all test check bench lint venv clean help
 
 help:
 	@echo "make all      # create .venv, execute every notebook (PROFILE=$(PROFILE)), write figures/ and results/"
 	@echo "make test     # create .venv, unit tests + notebooks under nbval on the smoke profile"
+	@echo "make check    # after make all: compare results/ with the committed ones, number by number, within tolerances"
 	@echo "make bench    # training/generation speed on this machine -> results/bench.{md,json}"
 	@echo "make lint     # ruff"
 	@echo "make clean    # remove cached artifacts (not .venv)"
@@ -36,8 +37,13 @@ $(STAMP): pyproject.toml
 
 all: $(RUN_STAMPS)
 ifeq ($(PROFILE),default)
-	$(BIN)/python -m slm4offer.reproduce  # REPRODUCE.md's numbers, from results/
+	$(BIN)/python -m slm4offer.reproduce  # REPRODUCE.md's numbers: rewritten only if a conclusion changed
 endif
+
+# Compares results/ with the committed results (read from git HEAD) and fails on a number outside
+# its stated tolerance or a changed conclusion. New reference results: python -m slm4offer.reproduce --write
+check: $(STAMP)
+	$(BIN)/python -m slm4offer.check
 
 # Each notebook is executed in place (outputs are committed for readers); the stamp, written
 # after it, records the run, so an unchanged notebook and package are not run again.

@@ -152,6 +152,10 @@ def main(argv: list[str] | None = None) -> int:
             save_acceptance(cfg, res)
             print(formatted(res.table).to_string())
             print(res.gain.to_string(index=False))
+            for judge, r in res.table.groupby("judge", sort=False)[["errors", "judged"]].sum().iterrows():
+                items = r["errors"] + r["judged"]
+                print(f"{judge} judge: {r['errors']} of {items} items ended in an error "
+                      f"({r['errors'] / max(items, 1):.1%} error share; errors are not counted as verdicts)")
             print(f"written to {cfg.results_dir} and {cfg.figures_dir}")
         elif args.command == "validate-judge":
             from slm4offer.judge_validation import summary, validate_judge, write_validation

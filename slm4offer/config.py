@@ -60,6 +60,8 @@ class Config:
                                "recorded as an error.")
     llm_timeout_s: float = _f(60.0, "Timeout of one request, seconds.")
     llm_backoff_s: float = _f(1.0, "First retry delay, seconds; doubles each attempt (plus jitter).")
+    llm_max_error_share: float = _f(0.2, "LLM generator and judge stop once more than this share of items "
+                                    "end in an error after their retries (1 = never stop; answers stay cached).")
     # --- model: pretrained T5 when reachable, else the same architecture from scratch ------
     init: str = _f("auto", "Model weights: 'auto' (pretrained_model if it is a local folder or in "
                    "the Hugging Face cache, else scratch), 'pretrained' (fail if unreachable), 'scratch'.")
@@ -129,6 +131,8 @@ class Config:
                 raise ValueError(f"{name}={getattr(self, name)}: must be in (0, 0.5)")
         if self.llm_timeout_s <= 0 or self.llm_backoff_s < 0:
             raise ValueError("llm_timeout_s must be > 0 and llm_backoff_s >= 0")
+        if not 0 <= self.llm_max_error_share <= 1:
+            raise ValueError(f"llm_max_error_share={self.llm_max_error_share}: must be in [0, 1]")
         self._check_model_fields()
         self._check_judge_fields()
 

@@ -141,7 +141,8 @@ def export_data_card(cfg: Config) -> Path:
     stem = cfg.results_dir / f"data_card_{domain_name(cfg.domain)}"
     write_json(stem.with_suffix(".json"), {**card, "provenance": rec})
     footer = (f"\n_Provenance: profile `{cfg.profile}`, seed {cfg.seed}, generator `{cfg.generator}`, "
-              f"dataset hash `{rec['stage_hash']}`, commit `{rec['git_commit']}`._\n")
+              f"config hash `{rec['stage_hash']}`, commit `{rec['git_commit']}`. Content SHA-256 "
+              f"`{rec['dataset_sha256']}` (the same on every machine with the pinned packages)._\n")
     return write_text(stem.with_suffix(".md"), data_card_markdown(card) + footer)
 
 

@@ -6,7 +6,9 @@ table can say which judge made it and put them side by side:
 - `SimulatedJudge`: the synthetic world's own customer (the ground truth). It reads the slots
   back from the text; unparseable or off-catalog text is a reject with that reason.
 - `LLMJudge`: any OpenAI-compatible endpoint, temperature 0, JSON verdicts, cached and retried
-  by `llm.JSONChat`. A reply still malformed after its retries is an error, never a verdict.
+  by `llm.JSONChat`. A reply still malformed or failing after its retries is an error, never a
+  verdict; only a permanent failure (no endpoint, refused key, unknown model) or too large a
+  share of errors stops the run.
 - `LearnedJudge` (`learned_judge.py`): trained on the campaign's labels of the training
   personas; it plays the LLM judge's part when no endpoint is configured.
 
@@ -139,12 +141,7 @@ class LLMJudge:
     def __call__(self, personas: Sequence[dict], offers: Sequence[str]) -> list[Decision]:
         check_pairs(personas, offers)
         requests = [self.messages(p["persona"], o) for p, o in zip(personas, offers, strict=True)]
-        first = self.chat.run(requests[:1], validate_verdict, progress=False)
-        if first and first[0].error and not first[0].error.startswith("malformed reply"):
-            # an unreachable endpoint, a bad key or model: stop before thousands of retried requests
-            raise RuntimeError(f"LLM judge: the first request failed ({first[0].error}); check judge_base_url, "
-                               "judge_model and OPENAI_API_KEY. Verdicts received so far are cached.")
-        results = first + self.chat.run(requests[1:], validate_verdict, desc="llm judge", progress=self.progress)
+        results = self.chat.run(requests, validate_verdict, desc="llm judge", progress=self.progress)
         return [Decision(None, "", None, r.error) if r.error is not None
                 else Decision(r.value["decision"] == "accept", r.value["reason"], r.value["probability"])
                 for r in results]
@@ -178,5 +175,5 @@ def make_judge(cfg: Config, name: str, progress: bool = True) -> Judge:
                          "OpenAI-compatible API, and OPENAI_API_KEY where it needs a key")
     chat = JSONChat(cfg.judge_model, cfg.llm_cache_dir, base_url=cfg.judge_base_url, api_key=llm_api_key(),
                     temperature=0.0, concurrency=cfg.llm_concurrency, max_attempts=cfg.llm_max_attempts,
-                    timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s)
+                    timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s, max_error_share=cfg.llm_max_error_share)
     return LLMJudge(chat, judge_prompt(cfg), domain.description, progress=progress)

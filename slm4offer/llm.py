@@ -1,17 +1,25 @@
 """JSON requests to any OpenAI-compatible endpoint, cached on disk, retried, bounded in flight.
 
-Used by the LLM generator (and by the LLM judge). Each item ends with exactly one parsed,
-validated value or one recorded error, never both and never neither:
+Used by the LLM generator and the LLM judge. Each item ends with exactly one parsed, validated
+value or one recorded error, never both and never neither:
 
-- HTTP 429 / 5xx / timeouts / connection errors: retried with exponential backoff and jitter,
-  honouring `Retry-After` (the client's own retries are off, so every wait is ours and bounded).
+- HTTP 408/409/429/5xx, timeouts, cut-off connections: retried with exponential backoff and
+  jitter, honouring `Retry-After` (the client's own retries are off, so every wait is ours and
+  bounded); still failing after `max_attempts`, the item is an error and the run goes on.
 - A 200 whose content is not the asked-for JSON (fenced, truncated, empty `choices`, failing
   `validate`): re-asked with the problem stated, up to `max_attempts` in all.
-- Other 4xx (bad key, unknown model): an error at once; retrying cannot help.
+- Other 4xx (e.g. a request the server finds too long): an error for that item at once.
+
+Only what no retry can fix stops a run (`EndpointError`): a connection refused before the
+endpoint ever replied, 401/403 (key) and 404 (path or unknown model). A transient failure is
+never mistaken for one, however early it comes. A run also stops (`TooManyErrors`) once the
+share of items ending in an error passes `max_error_share`: a broken endpoint should not burn
+through thousands of requests.
 
 Successful replies are written to `cache_dir` (one file per request, keyed by the hash of model,
-temperature and messages; the API key is never part of it), so a rerun costs nothing and an
-interrupted run resumes where it stopped. Errors are not cached: a rerun tries them again.
+temperature and messages; the API key is never part of it) by an atomic rename, so a rerun costs
+nothing, a run killed at any point resumes where it stopped, and processes sharing the cache never
+see a half-written entry. Errors are not cached: a rerun tries them again.
 """
 
 from __future__ import annotations
@@ -20,9 +28,11 @@ import hashlib
 import json
 import random
 import re
+import sys
+import threading
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +44,25 @@ from slm4offer.files import write_json
 Messages = list[dict[str, str]]
 Validator = Callable[[dict], dict]
 MAX_RETRY_AFTER_S = 60.0
+PERMANENT_STATUS = {401: "the API key was refused", 403: "the API key may not use this model or endpoint",
+                    404: "no such path or model (check the base URL, which usually ends in /v1, and the model)"}
+RETRIED_STATUS = {408, 409, 429}  # and every 5xx
+MIN_ITEMS_FOR_ERROR_SHARE = 20  # an error share is judged over at least this many items (or all, if fewer)
+
+
+class EndpointError(RuntimeError):
+    """A failure no retry can fix (unreachable endpoint, refused key, unknown model): the run stops."""
+
+
+class TooManyErrors(RuntimeError):
+    """More items ended in an error than `max_error_share` allows: the run stops, answers stay cached."""
 
 
 @dataclass(frozen=True)
 class LLMResult:
     value: dict | None   # the validated JSON object, or None
     error: str | None    # why there is no value, or None
-    attempts: int        # requests sent for this item (0 when served from the cache)
+    attempts: int        # requests tried for this item (0 when served from the cache)
     cached: bool
 
 
@@ -49,13 +71,18 @@ class JSONChat:
 
     def __init__(self, model: str, cache_dir: Path, base_url: str = "", api_key: str = "no-key-set",
                  temperature: float = 0.0, concurrency: int = 4, max_attempts: int = 4,
-                 timeout_s: float = 60.0, backoff_s: float = 1.0, client: openai.OpenAI | None = None):
+                 timeout_s: float = 60.0, backoff_s: float = 1.0, max_error_share: float = 0.2,
+                 client: openai.OpenAI | None = None):
+        if not 0 <= max_error_share <= 1:
+            raise ValueError(f"max_error_share={max_error_share}: must be in [0, 1]")
         self.model, self.temperature = model, temperature
         self.cache_dir = Path(cache_dir)
         self.concurrency, self.max_attempts = concurrency, max_attempts
-        self.backoff_s = backoff_s
+        self.backoff_s, self.max_error_share = backoff_s, max_error_share
         self.client = client or openai.OpenAI(base_url=base_url or None, api_key=api_key,
                                               max_retries=0, timeout=timeout_s)
+        self.replied = False  # has the endpoint ever answered (any HTTP status)? Set by any thread.
+        self.last_run: RunStats | None = None
 
     def cache_path(self, messages: Messages) -> Path:
         blob = json.dumps({"model": self.model, "temperature": self.temperature,
@@ -65,17 +92,51 @@ class JSONChat:
 
     def run(self, requests: list[Messages], validate: Validator | list[Validator],
             desc: str = "llm", progress: bool = True) -> list[LLMResult]:
-        """One `LLMResult` per request, in order.
+        """One `LLMResult` per request, in order; `self.last_run` counts errors and cache hits.
 
         `validate` (one for all requests, or one per request) returns the value to keep or
-        raises ValueError saying what is wrong, which is sent back when re-asking.
+        raises ValueError saying what is wrong, which is sent back when re-asking. Raises
+        `EndpointError` or `TooManyErrors` (see the module docstring); requests not yet sent
+        are then dropped, those in flight finish and are cached.
         """
         checks = validate if isinstance(validate, list) else [validate] * len(requests)
         if len(checks) != len(requests):
             raise ValueError(f"{len(requests)} requests but {len(checks)} validators")
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            futures = [pool.submit(self.one, m, c) for m, c in zip(requests, checks, strict=True)]
-            return [f.result() for f in tqdm(futures, desc=desc, disable=not progress, mininterval=2)]
+        results: list[LLMResult | None] = [None] * len(requests)
+        stop = threading.Event()
+
+        def task(i: int) -> LLMResult | None:
+            return None if stop.is_set() else self.one(requests[i], checks[i])
+
+        pool = ThreadPoolExecutor(max_workers=self.concurrency)
+        try:
+            futures = {pool.submit(task, i): i for i in range(len(requests))}
+            errors = 0
+            done = tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress, mininterval=2)
+            for finished, future in enumerate(done, start=1):
+                result = results[futures[future]] = future.result()
+                errors += result.error is not None
+                self._check_error_share(desc, errors, finished, len(requests), results)
+        except BaseException:
+            stop.set()
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+        self.last_run = RunStats.of(desc, results)
+        if self.last_run.errors:
+            print(self.last_run.summary(), file=sys.stderr)
+        return results
+
+    def _check_error_share(self, desc: str, errors: int, finished: int, total: int,
+                           results: list[LLMResult | None]) -> None:
+        """Stop once errors exceed the allowed share of the items finished (of at least 20)."""
+        if errors > self.max_error_share * max(finished, min(total, MIN_ITEMS_FOR_ERROR_SHARE)):
+            first = [r.error for r in results if r is not None and r.error][:3]
+            raise TooManyErrors(
+                f"{desc}: {errors} of the first {finished} items ended in an error ({errors / finished:.0%}), "
+                f"more than the {self.max_error_share:.0%} allowed (llm_max_error_share); stopped. The "
+                f"{finished - errors} answers received are cached and a rerun resumes from them. "
+                f"First errors: {'; '.join(first)}")
 
     def one(self, messages: Messages, validate: Validator) -> LLMResult:
         path = self.cache_path(messages)
@@ -90,17 +151,24 @@ class JSONChat:
                 response = self.client.chat.completions.create(
                     model=self.model, messages=conversation, temperature=self.temperature,
                     response_format={"type": "json_object"})
-            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError,
-                    openai.APIConnectionError) as exc:
-                error = f"{type(exc).__name__}: {_short(exc)}"
-                self._sleep(attempt, getattr(exc, "response", None))
-                continue
-            except openai.APIStatusError as exc:
-                if exc.status_code >= 500:
-                    error = f"HTTP {exc.status_code}: {_short(exc)}"
+            except openai.APIStatusError as exc:  # the endpoint answered with an HTTP error
+                self.replied = True
+                code, error = exc.status_code, f"HTTP {exc.status_code}: {_short(exc)}"
+                if code in PERMANENT_STATUS:
+                    raise EndpointError(f"{self.client.base_url} answered {error}: {PERMANENT_STATUS[code]} "
+                                        f"(model {self.model!r}; key from OPENAI_API_KEY)") from exc
+                if code in RETRIED_STATUS or code >= 500:
                     self._sleep(attempt, exc.response)
                     continue
-                return LLMResult(None, f"HTTP {exc.status_code}: {_short(exc)}", attempt, False)
+                return LLMResult(None, error, attempt, False)
+            except openai.APIConnectionError as exc:  # timeouts too (APITimeoutError is a subclass)
+                error = f"{type(exc).__name__}: {_short(exc)}"
+                if not self.replied and _refused(exc):
+                    raise EndpointError(f"cannot connect to {self.client.base_url} ({error}); is the server "
+                                        "running and the base URL right?") from exc
+                self._sleep(attempt, None)
+                continue
+            self.replied = True
             content, problem = _content(response)
             if problem is None:
                 try:
@@ -125,6 +193,44 @@ class JSONChat:
                 pass  # an HTTP date: keep our own delay
         if attempt < self.max_attempts:
             time.sleep(delay)
+
+
+@dataclass(frozen=True)
+class RunStats:
+    """What one `JSONChat.run` ended with: the error share is reported, not only counted."""
+
+    desc: str
+    items: int
+    errors: int
+    cached: int
+    requests: int  # requests tried, including any lost on the way
+
+    @classmethod
+    def of(cls, desc: str, results: list[LLMResult]) -> RunStats:
+        return cls(desc, len(results), sum(r.error is not None for r in results), sum(r.cached for r in results),
+                   sum(r.attempts for r in results))
+
+    @property
+    def error_share(self) -> float:
+        return self.errors / self.items if self.items else 0.0
+
+    def summary(self) -> str:
+        return (f"{self.desc}: {self.errors} of {self.items} items ended in an error ({self.error_share:.1%}; "
+                f"not cached, a rerun asks again); {self.cached} answers came from the cache, "
+                f"{self.requests} requests were tried")
+
+
+def _refused(exc: BaseException) -> bool:
+    """Was the connection refused (nothing listening), as opposed to cut, reset or timed out?"""
+    if isinstance(exc, openai.APITimeoutError):
+        return False
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, ConnectionRefusedError) or type(exc).__name__ == "ConnectError":
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def _content(response) -> tuple[str | None, str | None]:

@@ -86,7 +86,8 @@ def build_world_llm(cfg: Config, domain: Domain, progress: bool = True) -> World
     chat = JSONChat(cfg.llm_model, cfg.llm_cache_dir, base_url=cfg.llm_base_url,
                     api_key=llm_api_key(), temperature=cfg.llm_temperature,
                     concurrency=cfg.llm_concurrency, max_attempts=cfg.llm_max_attempts,
-                    timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s)
+                    timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s,
+                    max_error_share=cfg.llm_max_error_share)
     results = chat.run([persona_request(domain, i, cfg.seed) for i in range(cfg.n_personas)],
                        validate_persona(domain), desc="personas", progress=progress)
     personas, texts, errors = [], set(), []

@@ -1,16 +1,25 @@
-"""Where a result came from: config, seeds, package versions, git commit, machine.
+"""Where a result came from: config, seeds, package versions, git commit, machine, numerics.
 
 Every table, figure and cached artifact carries this, so a number can always be traced to the
 run that produced it. Nothing here is time-dependent unless asked (`with_time=True`), which
 keeps cached datasets byte-identical across runs of the same commit.
+
+Two things say how far a rerun elsewhere can move a number: `numerics` (what decides
+floating-point results in training: torch version, threads, the CPU instruction set torch uses,
+device), and `dataset_sha256`, a hash of the dataset's content, which is the same on every
+machine because synthesis uses only integer-seeded generators and exact arithmetic on its choices.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import platform
 import subprocess
 import time
 from importlib import metadata
+from pathlib import Path
 
 from slm4offer.config import Config, repo_root
 
@@ -46,6 +55,39 @@ def git_commit() -> str:
         return "unknown"
 
 
+def numerics() -> dict:
+    """What decides floating-point results on this machine (training is not bit-exact across these)."""
+    import torch
+
+    cuda = torch.cuda.is_available()
+    return {"torch": torch.__version__, "threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "processor": platform.processor() or "",
+            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "cuda": torch.version.cuda if cuda else None}
+
+
+def dataset_fingerprint(dataset_dir: str | Path) -> str:
+    """SHA-256 of a saved dataset's rows (every split) and catalog: equal data, equal hash, any machine."""
+    path = Path(dataset_dir)
+    return _fingerprint(str(path.resolve()), (path / "dataset_dict.json").stat().st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(path: str, _mtime_ns: int) -> str:
+    import datasets
+
+    from slm4offer.data import CATALOG_FILE  # data imports this module: import at call time
+
+    dd = datasets.load_from_disk(path)
+    digest = hashlib.sha256()
+    for split in sorted(dd):
+        digest.update(split.encode())
+        for row in dd[split].to_list():
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
+    digest.update((Path(path) / CATALOG_FILE).read_bytes())
+    return digest.hexdigest()
+
+
 def collect(cfg: Config, stage: str | None = None, with_time: bool = False, **extra) -> dict:
     """The provenance record of `cfg` (and of `stage`'s cached output, when given)."""
     record = {
@@ -58,11 +100,14 @@ def collect(cfg: Config, stage: str | None = None, with_time: bool = False, **ex
         "packages": package_versions(),
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}",
+        "numerics": numerics(),
         **extra,
     }
     if stage is not None:
         record["stage"] = stage
         record["stage_hash"] = cfg.stage_hash(stage)
+    if stage == "dataset" and (cfg.dataset_dir / "dataset_dict.json").is_file():
+        record["dataset_sha256"] = dataset_fingerprint(cfg.dataset_dir)
     if with_time:
         record["written_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     return record

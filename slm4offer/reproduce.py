@@ -1,18 +1,25 @@
 """The "our number" side of REPRODUCE.md, written from `results/` so that no number is typed.
 
+Each number is given with the tolerance a rerun is held to (`check.py` derives it from the
+measured seed spread) and at the precision that tolerance supports.
+
 `python -m slm4offer.reproduce` (run by `make all`) rewrites the block between the markers in
-REPRODUCE.md from the committed results; a test fails when the block and the results disagree.
+REPRODUCE.md only when a conclusion changed against the committed results (a rerun on another
+machine moves numbers within their tolerances: `make check` shows them). `--write` rewrites it
+always: run it when new results are to be committed. A test fails when the committed block and
+the committed results disagree.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
 
 import pandas as pd
 
-from slm4offer import paper
+from slm4offer import check, paper
 from slm4offer.config import repo_root
 from slm4offer.files import write_text
 
@@ -23,41 +30,71 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def headline_rows(results: Path) -> list[str]:
+def _decimals(tolerance: float) -> int:
+    """Digits after the point that a number moving by up to `tolerance` (display units) supports."""
+    return 0 if tolerance >= 2 else 1 if tolerance >= 0.2 else 2
+
+
+def _with_tolerance(x: float, tolerance: float, scale: float = 100, unit: str = "%", sign: bool = False,
+                    note: str = "") -> str:
+    """`x` rounded to what its rerun tolerance supports, followed by that tolerance (and `note`)."""
+    tol, fmt = tolerance * scale, "+" if sign else ""
+    note = f"; {note}" if note else ""
+    if tol == 0:
+        return f"{x * scale:{fmt}.1f}{unit} (exact{note})"
+    d = _decimals(tol)
+    return f"{x * scale:{fmt}.{d}f}{unit} (±{tol:.{d}f}{note})"
+
+
+def tolerances(results: Path) -> dict[str, float]:
+    """Each checked number's rerun tolerance, by the name `check` gives it (from these results alone)."""
+    return {n.name: n.tolerance for n in check.compare(results, results).numbers}
+
+
+def headline_rows(results: Path, tol: dict[str, float]) -> list[str]:
     table = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"])
     tests = pd.read_csv(results / "acceptance_paired.csv")
     rows = []
     for judge in sorted({j for j, _ in table.index}):
         sft, con = table.loc[(judge, "sft")], table.loc[(judge, "contrastive")]
         t = tests[tests["judge"] == judge]
-        points = 100 * (con["mean"] - sft["mean"])
+        gain = con["mean"] - sft["mean"]
         rows.append(
             f"| acceptance, {judge} judge | {paper.ACCEPTANCE['sft']:.0%} → {paper.ACCEPTANCE['contrastive']:.0%} "
-            f"(LLM judge) | SFT {_pct(sft['mean'])} ± {100 * sft['std']:.1f}, contrastive {_pct(con['mean'])} ± "
-            f"{100 * con['std']:.1f} over {int(sft['seeds'])} seeds; {points:+.1f} points, "
-            f"{(con['mean'] - sft['mean']) / sft['mean']:+.1%} relative (paper "
-            f"{paper.ACCEPTANCE['contrastive'] / paper.ACCEPTANCE['sft'] - 1:+.1%}); McNemar p < 0.05 in "
-            f"{int((t['mcnemar_p'] < 0.05).sum())} of {len(t)} seeds | `results/acceptance.md` |")
+            f"(LLM judge) | mean of {int(sft['seeds'])} seeds: SFT "
+            f"{_with_tolerance(sft['mean'], tol[f'acceptance: sft, {judge} judge'])}, contrastive "
+            f"{_with_tolerance(con['mean'], tol[f'acceptance: contrastive, {judge} judge'])}; gain "
+            f"{_with_tolerance(gain, tol[f'gain in points, {judge} judge'], unit=' points', sign=True)}, "
+            f"{_with_tolerance(gain / sft['mean'], tol[f'relative gain, {judge} judge'], sign=True)} relative (paper "
+            f"{paper.ACCEPTANCE['contrastive'] / paper.ACCEPTANCE['sft'] - 1:+.1%}); contrastive higher in "
+            f"{int((t['contrastive_rate'] > t['sft_rate']).sum())} of {len(t)} seeds, McNemar p < 0.05 in "
+            f"{int((t['mcnemar_p'] < 0.05).sum())} | `results/acceptance.md` |")
         if (judge, "best") in table.index and (judge, "random") in table.index:
-            rows.append(f"| baselines, {judge} judge | not reported | random offer "
-                        f"{_pct(table.loc[(judge, 'random'), 'mean'])}, most popular "
-                        f"{_pct(table.loc[(judge, 'popular'), 'mean'])}, each persona's best offer "
-                        f"{_pct(table.loc[(judge, 'best'), 'mean'])} | `results/acceptance.md` |")
+            cells = ", ".join(f"{label} {_with_tolerance(table.loc[(judge, s), 'mean'], tol[f'acceptance: {s}, {judge} judge'])}"  # noqa: E501
+                              for s, label in (("random", "random offer"), ("popular", "most popular"),
+                                               ("best", "each persona's best offer")))
+            rows.append(f"| baselines, {judge} judge | not reported | {cells} | `results/acceptance.md` |")
     return rows
 
 
-def validation_rows(results: Path) -> list[str]:
+def validation_rows(results: Path, tol: dict[str, float]) -> list[str]:
     v = json.loads((results / "judge_validation.json").read_text())
+    kappa = _with_tolerance(v["kappa"], tol["Cohen's kappa"], scale=1, unit="")
     return [f"| judge validation | LLM vs humans: {paper.JUDGE_AGREEMENT:.0%} agreement on {paper.JUDGE_SAMPLES}, "
-            f"χ² p {paper.JUDGE_CHI2_P} | {v['judge']} judge vs {v['reference']}: {_pct(v['raw_agreement'])} "
-            f"agreement on {v['n']}, χ² = {v['chi2']:.1f} (p = {v['chi2_pvalue']:.1g}), Cohen's κ = "
-            f"{v['kappa']:.2f} [{v['kappa_low']:.2f}, {v['kappa_high']:.2f}] | `results/judge_validation.md` |"]
+            f"χ² p {paper.JUDGE_CHI2_P} | {v['judge']} judge vs {v['reference']}: "
+            f"{_with_tolerance(v['raw_agreement'], tol['judge agreement'])} agreement on {v['n']}, χ² = "
+            f"{v['chi2']:.0f} (p = {v['chi2_pvalue']:.0e}), Cohen's κ = "
+            f"{kappa} "
+            f"[{v['kappa_low']:.2f}, {v['kappa_high']:.2f}] | `results/judge_validation.md` |"]
 
 
-def layer_rows(results: Path) -> list[str]:
+def layer_rows(results: Path, tol: dict[str, float]) -> list[str]:
     t = pd.read_csv(results / "table1_layers.csv").set_index("model")
-    ours = ", ".join(f"{m} {t.loc[m, 'under-fitted (mean)']:.1f} ± {t.loc[m, 'under-fitted (std)']:.1f} "
-                     f"({t.loc[m, 'share under-fitted']:.0%})" for m in t.index)
+    cells = []
+    for m, r in t.iterrows():
+        tolerance, note = tol[f"Table 1 under-fitted layers: {m}"], f"seed sd {r['under-fitted (std)']:.1f}"
+        cells.append(f"{m} {_with_tolerance(r['under-fitted (mean)'], tolerance, scale=1, unit='', note=note)}")
+    ours = ", ".join(cells)
     layers, seeds = int(t["layers analysed"].iloc[0]), int(t["seeds"].iloc[0])
     return [f"| Table 1, under-fitted layers (alpha > 6) | SFT {paper.UNDERFIT_LAYERS['sft']}, contrastive "
             f"{paper.UNDERFIT_LAYERS['contrastive']} (T5-Small, one run) | of {layers} layers, over {seeds} seeds: "
@@ -75,7 +112,7 @@ def curve_rows(results: Path) -> list[str]:
             f"| `results/loss_stabilisation.md` |"]
 
 
-def domain_rows(results: Path) -> list[str]:
+def domain_rows(results: Path, tol: dict[str, float]) -> list[str]:
     rows = []
     for path in sorted(results.glob("acceptance_*.csv")):
         if path.stem.endswith("_paired"):
@@ -83,49 +120,62 @@ def domain_rows(results: Path) -> list[str]:
         domain = path.stem.removeprefix("acceptance_")
         t = pd.read_csv(path).set_index(["judge", "system"])
         judge = "simulated" if ("simulated", "sft") in t.index else t.index[0][0]
-        sft, con = t.loc[(judge, "sft"), "mean"], t.loc[(judge, "contrastive"), "mean"]
+        cells = ", ".join(f"{s} {_with_tolerance(t.loc[(judge, s), 'mean'], tol[f'{domain}: {s}, {judge} judge'])}"
+                          for s in check.ORDER if (judge, s) in t.index)
         rows.append(f"| new domain: {domain} | not run (future work) | {judge} judge, "
-                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): SFT {_pct(sft)}, contrastive {_pct(con)} "
-                    f"({100 * (con - sft):+.1f} points); random {_pct(t.loc[(judge, 'random'), 'mean'])}, popular "
-                    f"{_pct(t.loc[(judge, 'popular'), 'mean'])}, best {_pct(t.loc[(judge, 'best'), 'mean'])} "
-                    f"| `results/{path.stem}.md` |")
+                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): {cells} | `results/{path.stem}.md` |")
     return rows
 
 
-def ablation_rows(results: Path) -> list[str]:
+def ablation_rows(results: Path, tol: dict[str, float]) -> list[str]:
     path = results / "ablations.csv"
     if not path.is_file():
         return []
     t = pd.read_csv(path)
     t = t[t["judge"] == "simulated"] if "simulated" in set(t["judge"]) else t[t["judge"] == t["judge"].iloc[0]]
-    cells = ", ".join(f"{r.system} {_pct(r.mean)}" + (" *" if r.mcnemar_p_vs_main < 0.05 else "")
-                      for r in t.itertuples())
+    cells = ", ".join(f"{r.system} {_with_tolerance(r.mean, tol[f'ablation: {r.system}, {r.judge} judge'])}"
+                      + (" *" if r.mcnemar_p_vs_main < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
             f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = McNemar p < 0.05 against the main recipe) "
             f"| `results/ablations.md` |"]
 
 
 def numbers_block(results: Path) -> str:
-    lines = ["| claim | paper | ours (default profile) | from |", "|---|---|---|---|"]
-    lines += (headline_rows(results) + validation_rows(results) + layer_rows(results) + curve_rows(results)
-              + domain_rows(results) + ablation_rows(results))
+    tol = tolerances(results)
+    lines = ["| claim | paper | ours (default profile; (±x) = how far a rerun may move it, (exact) = not at all) "
+             "| from |", "|---|---|---|---|"]
+    lines += (headline_rows(results, tol) + validation_rows(results, tol) + layer_rows(results, tol)
+              + curve_rows(results) + domain_rows(results, tol) + ablation_rows(results, tol))
     return "\n".join([START, *lines, END])
 
 
-def update(path: Path, results: Path) -> bool:
-    """Rewrite the block in `path`; True if it changed."""
+def update(path: Path, results: Path, committed: Path | None = None) -> str:
+    """Rewrite the block in `path` unless only numbers moved (within or beyond tolerance) and every
+    conclusion of `committed` still holds in `results`; `committed=None` always rewrites.
+    Returns what was done: 'unchanged', 'updated' or 'kept: ...'."""
     text = path.read_text()
     if START not in text or END not in text:
         raise ValueError(f"{path}: markers {START!r} … {END!r} not found")
     head, rest = text.split(START, 1)
     new = head + numbers_block(results) + rest.split(END, 1)[1]
-    if new != text:
-        write_text(path, new)
-    return new != text
+    if new == text:
+        return "unchanged"
+    if committed is not None:
+        changed = [c for c in check.compare(committed, results).conclusions if not c.ok]
+        if not changed:
+            return ("kept: this run's numbers differ from the committed ones but every conclusion holds "
+                    "(`make check` compares each number with its tolerance)")
+    write_text(path, new)
+    return "updated" + ("" if committed is None else " (conclusions changed: " + "; ".join(
+        f"{c.name}: {c.committed} -> {c.now}" for c in changed) + ")")
 
 
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="python -m slm4offer.reproduce", description=__doc__.splitlines()[0])
+    parser.add_argument("--write", action="store_true", help="rewrite the block whatever changed (new reference "
+                        "results to be committed)")
+    args = parser.parse_args()
     root = repo_root()
-    changed = update(root / "REPRODUCE.md", root / "results")
-    print("REPRODUCE.md", "updated" if changed else "unchanged")
+    committed = None if args.write else check.committed_results("HEAD", root)
+    print("REPRODUCE.md", update(root / "REPRODUCE.md", root / "results", committed))
     sys.exit(0)

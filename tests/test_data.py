@@ -88,3 +88,24 @@ def test_an_interrupted_write_leaves_nothing_behind(tmp_path):
         (tmp / "half.arrow").write_text("partial")
         raise KeyboardInterrupt
     assert not target.exists() and list(tmp_path.iterdir()) == []
+
+
+# The smoke world's content hash, committed: synthesis uses integer-seeded generators only, so every
+# machine with the pinned packages must build exactly this dataset (a different CPU, thread count or
+# GPU changes training, never the data).
+SMOKE_DATASET_SHA256 = "e857d7a0054c77fe8d55ae53ba57935e85a77036f56dcbe0414154c70c0a96ce"
+
+
+def test_the_smoke_dataset_hash_is_the_committed_one_and_the_data_card_carries_it(smoke_dataset, monkeypatch):
+    from slm4offer import provenance
+    from slm4offer.data import export_data_card
+
+    cfg, dd, folder = smoke_dataset
+    monkeypatch.setenv("SLM4OFFER_ROOT", str(folder.parents[2]))
+    assert provenance.dataset_fingerprint(folder) == SMOKE_DATASET_SHA256
+    card = export_data_card(cfg)
+    assert SMOKE_DATASET_SHA256 in card.read_text()
+    assert '"dataset_sha256": "' + SMOKE_DATASET_SHA256 in card.with_suffix(".json").read_text()
+    other = load_config("smoke", seed=1)
+    build_dataset(other, progress=False)
+    assert provenance.dataset_fingerprint(other.dataset_dir) != SMOKE_DATASET_SHA256

@@ -3,10 +3,12 @@
 import numpy as np
 import pandas as pd
 import pytest
+from fault_server import rule_judge, serving
 
 from slm4offer import paper
 from slm4offer.cli import main
 from slm4offer.config import load_config
+from slm4offer.data import build_dataset
 from slm4offer.evaluation import (
     AcceptanceResults,
     acceptance_table,
@@ -70,7 +72,7 @@ def test_judge_errors_are_counted_and_left_out_of_the_rate():
     assert row["mean"] == pytest.approx(1 / 3)
 
 
-def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root):
+def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root, monkeypatch, capsys):
     cfg = load_config("smoke", eval_seeds=1)
     run = evaluate(cfg, judges=["simulated"], progress=False)
     d = run.decisions
@@ -102,3 +104,18 @@ def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root):
     (out / "acceptance.csv").unlink()
     assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "simulated"]) == 0
     assert pd.read_csv(out / "acceptance.csv").equals(csv), "the CLI writes the same table from the cache"
+
+    # the same models judged by an LLM behind a hostile endpoint (40% of requests faulty)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-test")
+    with serving(rule_judge, rate=0.4, seed=5, hang_s=0.6) as server:
+        assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "llm",
+                     "--judge-base-url", server.base_url, "--llm-timeout-s", "0.3", "--llm-backoff-s", "0.001",
+                     "--llm-concurrency", "8"]) == 0
+        faulty = sum(f != "ok" for _, _, f in server.log) / len(server.log)
+    assert 0.3 < faulty < 0.5
+    table = pd.read_csv(load_config("smoke").results_dir / "acceptance.csv")
+    n_test = len(build_dataset(load_config("smoke"), progress=False)["test"])
+    assert len(table) == 5 and ((table["errors"] + table["judged"]) == n_test).all(), "every item ends once"
+    errors, judged = int(table["errors"].sum()), int(table["judged"].sum())
+    printed = capsys.readouterr().out
+    assert f"llm judge: {errors} of {errors + judged} items ended in an error (" in printed

@@ -1,11 +1,10 @@
 """The judges' contract: one decision per pair, reasons for rejects, errors never counted as verdicts."""
 
 import json
-import re
 
 import numpy as np
 import pytest
-from fault_server import serving
+from fault_server import items, judge_answer, serving
 
 from slm4offer.config import load_config
 from slm4offer.data import build_dataset, load_catalog
@@ -76,31 +75,16 @@ def test_verdicts_are_validated(reply, ok):
             validate_verdict(reply)
 
 
-def judge_answer(body):
-    """A deterministic 'LLM': accepts offers that mention savings; the key is the persona number."""
-    prompt = body["messages"][1]["content"]
-    key = int(re.search(r"Customer: customer (\d+)\.", prompt).group(1))
-    accept = "savings" in prompt.split("Offer:")[1]
-    return key, json.dumps({"decision": "accept" if accept else "reject", "reason": f"rule for {key}",
-                            "probability": 0.8 if accept else 0.2})
-
-
 def llm_judge(server, cache_dir, **kw):
-    chat = JSONChat("judge-model", cache_dir, base_url=server.base_url, api_key="sk-test-secret",
-                    concurrency=3, max_attempts=4, timeout_s=0.5, backoff_s=0.01, **kw)
+    kw = {"concurrency": 3, "max_attempts": 4, "timeout_s": 0.5, "backoff_s": 0.01, "max_error_share": 1.0} | kw
+    chat = JSONChat("judge-model", cache_dir, base_url=server.base_url, api_key="sk-test-secret", **kw)
     return LLMJudge(chat, progress=False)
-
-
-def items(n):
-    personas = [{"persona_id": f"p{i}", "persona": f"customer {i}."} for i in range(n)]
-    offers = ["Open a savings account." if i % 2 else "Get a credit card." for i in range(n)]
-    return personas, offers
 
 
 def test_llm_judge_ends_every_item_with_one_verdict_or_one_error(tmp_path):
     faults = {1: ["429", "500", "ok"], 2: ["malformed", "ok"], 3: ["slow", "ok"],
               4: ["no_choices", "truncated"], 5: ["content:" + json.dumps({"decision": "yes"})] * 9,
-              6: ["500"] * 9, 7: ["slow"] * 9}
+              6: ["500"] * 9, 7: ["hang"] * 9}
     personas, offers = items(10)
     with serving(judge_answer, faults) as server:
         decisions = llm_judge(server, tmp_path)(personas, offers)
@@ -155,14 +139,6 @@ def test_llm_judge_from_config_sends_the_key_from_the_environment_only(project_r
     cached = list(cfg.llm_cache_dir.rglob("*.json"))
     assert len(cached) == 4 and not any("sk-test-secret" in f.read_text() for f in cached)
     assert "sk-test-secret" not in repr(cfg) and "sk-test-secret" not in str(cfg.to_dict())
-
-
-def test_llm_judge_stops_when_the_endpoint_fails_from_the_start(tmp_path):
-    personas, offers = items(50)
-    with serving(judge_answer, {0: ["500"] * 9}) as server:
-        with pytest.raises(RuntimeError, match="first request failed.*judge_base_url"):
-            llm_judge(server, tmp_path)(personas, offers)
-        assert sum(server.requests.values()) == 4, "no request sent past the failing first item"
 
 
 def test_llm_judge_without_an_endpoint_fails_at_once(project_root, monkeypatch):

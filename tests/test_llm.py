@@ -17,8 +17,8 @@ INTERESTS = list(FINANCE.attributes["interests"].values)
 
 
 def persona_reply(i):
-    return {"attributes": {"age": 20 + i, "occupation": OCCUPATIONS[i % len(OCCUPATIONS)],
-                           "income": 30000 + 1000 * i, "credit_score": 600 + i,
+    return {"attributes": {"age": 20 + i % 60, "occupation": OCCUPATIONS[i % len(OCCUPATIONS)],
+                           "income": 30000 + 1000 * i, "credit_score": 600 + i % 250,
                            "interests": [INTERESTS[i % len(INTERESTS)]],
                            "spending": "big spender" if i % 2 else "careful saver"},
             "description": f"Persona {i}: a realistic customer."}

@@ -1,0 +1,113 @@
+"""`make check`: a rerun inside its tolerances passes; a number outside, or a flipped conclusion, fails."""
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from slm4offer import check, reproduce
+
+ROOT = Path(__file__).parents[1]
+
+
+@pytest.fixture
+def results(tmp_path):
+    """A copy of the committed results, to perturb."""
+    return Path(shutil.copytree(ROOT / "results", tmp_path / "results"))
+
+
+def edit_csv(path: Path, where: dict, column: str, change) -> None:
+    t = pd.read_csv(path)
+    rows = pd.Series(True, index=t.index)
+    for k, v in where.items():
+        rows &= t[k] == v
+    assert rows.sum() == 1, f"{where} names one row of {path.name}"
+    t.loc[rows, column] = change(t.loc[rows, column].iloc[0])
+    t.to_csv(path, index=False)
+
+
+def number(report: check.Report, name: str) -> check.Number:
+    return next(n for n in report.numbers if n.name == name)
+
+
+def test_the_committed_results_pass_against_themselves(results):
+    report = check.compare(ROOT / "results", results)
+    assert report.ok and not report.failures()
+    names = {n.name for n in report.numbers}
+    for expected in ("acceptance: sft, simulated judge", "gain in points, learned judge", "Cohen's kappa",
+                     "Table 1 under-fitted layers: contrastive", "ablation: λ = 0.2, simulated judge"):
+        assert expected in names
+    assert {c.name for c in report.conclusions} >= {"contrastive beats SFT, simulated judge",
+                                                    "order of the systems, learned judge"}
+
+
+def test_tolerances_follow_the_seed_spread():
+    table = pd.read_csv(ROOT / "results" / "acceptance.csv").set_index(["judge", "system"])
+    sft = table.loc[("simulated", "sft")]
+    n = number(check.compare(ROOT / "results", ROOT / "results"), "acceptance: sft, simulated judge")
+    assert n.tolerance == pytest.approx(3 * sft["std"] * (2 / sft["seeds"]) ** 0.5)
+    assert check.seed_tolerance(0.0, 3, 0.5, 400) == pytest.approx(3 * 0.025 * (2 / 3) ** 0.5), "binomial floor"
+    assert check.fixed_tolerance("simulated", 385) == 0 and check.fixed_tolerance("learned", 385) == 0.01
+
+
+def test_a_rerun_inside_the_tolerance_passes_and_outside_fails(results):
+    name = "acceptance: contrastive, simulated judge"
+    tol = number(check.compare(ROOT / "results", ROOT / "results"), name).tolerance
+    where = {"judge": "simulated", "system": "contrastive"}
+    edit_csv(results / "acceptance.csv", where, "mean", lambda m: m + 0.9 * tol)
+    report = check.compare(ROOT / "results", results)
+    assert number(report, name).ok
+    edit_csv(results / "acceptance.csv", where, "mean", lambda m: m + 0.2 * tol)  # now 1.1 tolerances away
+    report = check.compare(ROOT / "results", results)
+    assert not report.ok
+    assert any(f.startswith(f"out of tolerance: {name}: committed 49.1, now") for f in report.failures())
+
+
+def test_a_flipped_conclusion_fails_with_a_clear_message(results):
+    table = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"])
+    contrastive = table.loc[("learned", "contrastive"), "mean"]
+    edit_csv(results / "acceptance.csv", {"judge": "learned", "system": "sft"}, "mean", lambda m: contrastive + 0.001)
+    failures = check.compare(ROOT / "results", results).failures()
+    assert "conclusion changed: contrastive beats SFT, learned judge: committed 'True', now 'False'" in failures
+    assert any(f.startswith("conclusion changed: order of the systems, learned judge") for f in failures)
+
+
+def test_an_ablation_sign_and_a_dataset_hash_are_checked(results, tmp_path):
+    main = pd.read_csv(results / "ablations.csv").set_index(["judge", "system"]).loc[("simulated", "main recipe"),
+                                                                                    "mean"]
+    edit_csv(results / "ablations.csv", {"judge": "simulated", "system": "λ = 0.8"}, "mean", lambda m: main + 0.01)
+    committed = Path(shutil.copytree(ROOT / "results", tmp_path / "committed"))
+    for folder, digest in ((committed, "a" * 64), (results, "b" * 64)):
+        path = folder / "data_card_finance.json"
+        card = json.loads(path.read_text())
+        card.setdefault("provenance", {})["dataset_sha256"] = digest
+        path.write_text(json.dumps(card))
+    failures = check.compare(committed, results).failures()
+    assert ("conclusion changed: ablation 'λ = 0.8' vs main recipe, simulated judge: committed 'worse', now 'better'"
+            in failures)
+    assert any(f.startswith("out of tolerance: dataset content hash, finance") for f in failures)
+
+
+def test_reproduce_keeps_the_text_unless_a_conclusion_changed(results, tmp_path):
+    doc = tmp_path / "REPRODUCE.md"
+    shutil.copy(ROOT / "REPRODUCE.md", doc)
+    before = doc.read_text()
+    edit_csv(results / "acceptance.csv", {"judge": "simulated", "system": "sft"}, "mean", lambda m: m + 0.02)
+    assert reproduce.update(doc, results, committed=ROOT / "results").startswith("kept:")
+    assert doc.read_text() == before
+    contrastive = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"]).loc[
+        ("simulated", "contrastive"), "mean"]
+    edit_csv(results / "acceptance.csv", {"judge": "simulated", "system": "sft"}, "mean", lambda m: contrastive + 0.01)
+    done = reproduce.update(doc, results, committed=ROOT / "results")
+    assert done.startswith("updated (conclusions changed: contrastive beats SFT, simulated judge: True -> False")
+    assert doc.read_text() != before
+    assert reproduce.update(doc, ROOT / "results") == "updated" and doc.read_text() == before, "--write restores it"
+
+
+def test_committed_results_come_from_git_not_the_working_tree():
+    folder = check.committed_results("HEAD", ROOT)
+    assert (folder / "acceptance.csv").is_file() and folder != ROOT / "results"
+    with pytest.raises(RuntimeError, match="no-such-ref"):
+        check.committed_results("no-such-ref", ROOT)
