@@ -44,9 +44,12 @@ import numpy as np
 import pandas as pd
 
 from slm4offer.config import repo_root
+from slm4offer.files import write_text
 
 K = 3.0  # standard errors of a difference allowed between a rerun and the committed run
 ORDER = ("random", "popular", "sft", "contrastive", "best")
+CHECKED = ("acceptance.csv", "acceptance_paired.csv", "judge_validation.json", "table1_layers.csv",
+           "loss_stabilisation.csv", "ablations.csv")
 TRAINED = ("sft", "contrastive")
 
 
@@ -81,14 +84,17 @@ class Conclusion:
 class Report:
     numbers: list[Number]
     conclusions: list[Conclusion]
+    missing: list[str]      # committed result files this run lacks
+    partial: bool = False   # True: a partial rerun, missing files are skipped rather than failed
 
     @property
     def ok(self) -> bool:
-        return all(n.ok for n in self.numbers) and all(c.ok for c in self.conclusions)
+        return not self.failures()
 
     def failures(self) -> list[str]:
-        out = [f"conclusion changed: {c.name}: committed '{c.committed}', now '{c.now}'"
-               for c in self.conclusions if not c.ok]
+        out = [] if self.partial else [f"missing in this run: results/{m} (run make all)" for m in self.missing]
+        out += [f"conclusion changed: {c.name}: committed '{c.committed}', now '{c.now}'"
+                for c in self.conclusions if not c.ok]
         out += [f"out of tolerance: {n.name}: committed {_show(n.committed, n.scale)}, now {_show(n.now, n.scale)}, "
                 f"tolerance ±{_show(n.tolerance, n.scale)} ({n.basis})" for n in self.numbers if not n.ok]
         return out
@@ -111,6 +117,11 @@ def _show(x: float, scale: float) -> str:
 
 # --- tolerances -----------------------------------------------------------------------------------
 
+def _get(table: pd.DataFrame, key, column: str = "mean") -> float:
+    """A value of this run's table, NaN where the run lacks the row (a failure unless partial)."""
+    return float(table.loc[key, column]) if key in table.index else math.nan
+
+
 def seed_tolerance(std: float, seeds: int, p: float, n_personas: int) -> float:
     """K standard errors of the difference of two means over `seeds` seeds (see the module docstring)."""
     floor = math.sqrt(max(p * (1 - p), 0) / n_personas) if n_personas else 0.0
@@ -128,8 +139,6 @@ def acceptance_numbers(committed: pd.DataFrame, now: pd.DataFrame, label: str,
     c, n = committed.set_index(["judge", "system"]), now.set_index(["judge", "system"])
     out = []
     for (judge, system), row in c.iterrows():
-        if (judge, system) not in n.index:
-            continue
         personas = int(row["judged"] // row["seeds"])
         if system in TRAINED:
             std, basis = row["std"], f"{int(row['seeds'])} seeds' spread"
@@ -139,7 +148,7 @@ def acceptance_numbers(committed: pd.DataFrame, now: pd.DataFrame, label: str,
             tol = seed_tolerance(std, int(row["seeds"]), row["mean"], personas)
         else:
             tol, basis = fixed_tolerance(judge, personas), "no training: same data, same verdicts"
-        out.append(Number(f"{label}: {system}, {judge} judge", row["mean"], n.loc[(judge, system), "mean"], tol, basis))
+        out.append(Number(f"{label}: {system}, {judge} judge", row["mean"], _get(n, (judge, system)), tol, basis))
     return out
 
 
@@ -156,9 +165,9 @@ def gain_numbers(committed_tests: pd.DataFrame, committed_table: pd.DataFrame,
         tol = K * max(std, floor) * math.sqrt(2 / len(d))
         basis = f"{len(d)} seeds' paired spread"
         gain_c = c.loc[(judge, "contrastive"), "mean"] - c.loc[(judge, "sft"), "mean"]
-        gain_n = n.loc[(judge, "contrastive"), "mean"] - n.loc[(judge, "sft"), "mean"]
+        gain_n = _get(n, (judge, "contrastive")) - _get(n, (judge, "sft"))
         out.append(Number(f"gain in points, {judge} judge", gain_c, gain_n, tol, basis))
-        sft_c, sft_n = c.loc[(judge, "sft"), "mean"], n.loc[(judge, "sft"), "mean"]
+        sft_c, sft_n = c.loc[(judge, "sft"), "mean"], _get(n, (judge, "sft"))
         out.append(Number(f"relative gain, {judge} judge", gain_c / sft_c, gain_n / sft_n, tol / sft_c,
                           basis + " / SFT rate"))
     return out
@@ -175,35 +184,41 @@ def validation_numbers(committed: dict, now: dict) -> list[Number]:
 
 def layer_numbers(committed: pd.DataFrame, now: pd.DataFrame) -> list[Number]:
     c, n = committed.set_index("model"), now.set_index("model")
-    return [Number(f"Table 1 under-fitted layers: {m}", r["under-fitted (mean)"], n.loc[m, "under-fitted (mean)"],
+    return [Number(f"Table 1 under-fitted layers: {m}", r["under-fitted (mean)"], _get(n, m, "under-fitted (mean)"),
                    K * max(r["under-fitted (std)"], 1.0) * math.sqrt(2 / r["seeds"]),
                    f"{int(r['seeds'])} seeds' spread (at least 1 layer)", scale=1)
-            for m, r in c.iterrows() if m in n.index]
+            for m, r in c.iterrows()]
 
 
 def ablation_numbers(committed: pd.DataFrame, now: pd.DataFrame, main: pd.DataFrame) -> list[Number]:
     """Each variant's rate (one seed each) against the main table's contrastive seed spread."""
     n, spread = now.set_index(["judge", "system"]), main.set_index(["judge", "system"])["std"]
-    return [Number(f"ablation: {r.system}, {r.judge} judge", r.mean, n.loc[(r.judge, r.system), "mean"],
+    return [Number(f"ablation: {r.system}, {r.judge} judge", r.mean, _get(n, (r.judge, r.system)),
                    seed_tolerance(spread[(r.judge, "contrastive")], int(r.seeds), r.mean, int(r.judged // r.seeds)),
                    "main table's contrastive seed spread")
-            for r in committed.itertuples() if (r.judge, r.system) in n.index]
+            for r in committed.itertuples()]
 
 
 # --- conclusions ----------------------------------------------------------------------------------
 
-def conclusions(results: Path) -> dict[str, str]:
-    """The claims REPRODUCE.md makes, as values that must not change between runs."""
-    out = {}
-    table = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"])
-    for judge in sorted({j for j, _ in table.index}):
-        rates = {s: table.loc[(judge, s), "mean"] for s in ORDER if (judge, s) in table.index}
+def acceptance_conclusions(table: pd.DataFrame) -> dict[str, str]:
+    """Contrastive beats SFT, and the order of the systems, under each judge."""
+    out, t = {}, table.set_index(["judge", "system"])
+    for judge in sorted({j for j, _ in t.index}):
+        rates = {s: t.loc[(judge, s), "mean"] for s in ORDER if (judge, s) in t.index}
         out[f"contrastive beats SFT, {judge} judge"] = str(bool(rates["contrastive"] > rates["sft"]))
         out[f"order of the systems, {judge} judge"] = " < ".join(sorted(rates, key=rates.get))
-    layers = pd.read_csv(results / "table1_layers.csv").set_index("model")["under-fitted (mean)"]
-    out["trained models have fewer under-fitted layers than the untrained one"] = str(
-        bool(layers["sft"] < layers["initial"] and layers["contrastive"] < layers["initial"]))
-    curves = pd.read_csv(results / "loss_stabilisation.csv")
+    return out
+
+
+def layer_conclusions(table: pd.DataFrame) -> dict[str, str]:
+    layers = table.set_index("model")["under-fitted (mean)"]
+    return {"trained models have fewer under-fitted layers than the untrained one": str(
+        bool(layers["sft"] < layers["initial"] and layers["contrastive"] < layers["initial"]))}
+
+
+def curve_conclusions(curves: pd.DataFrame) -> dict[str, str]:
+    out = {}
     for _, r in curves[curves["curve"] == "eval_loss"].iterrows():
         settled = r["stable from epoch"]
         out[f"{r['model']} validation loss settled"] = "no" if pd.isna(settled) else f"from epoch {int(settled)}"
@@ -217,6 +232,8 @@ def ablation_signs(committed: Path, now: Path) -> list[Conclusion]:
     for r in c[c["mcnemar_p_vs_main"] < 0.05].itertuples():
         def sign(t, judge=r.judge, system=r.system):
             rows = t[t["judge"] == judge].set_index("system")["mean"]
+            if system not in rows.index or "main recipe" not in rows.index:
+                return "missing"
             return "worse" if rows[system] < rows["main recipe"] else "better"
         out.append(Conclusion(f"ablation '{r.system}' vs main recipe, {r.judge} judge", sign(c), sign(n)))
     return out
@@ -224,27 +241,56 @@ def ablation_signs(committed: Path, now: Path) -> list[Conclusion]:
 
 # --- comparison -----------------------------------------------------------------------------------
 
-def compare(committed: Path, now: Path) -> Report:
-    """Every checked number and conclusion of `now` against `committed` (two results folders)."""
-    main_c, main_n = (pd.read_csv(d / "acceptance.csv") for d in (committed, now))
-    numbers = acceptance_numbers(main_c, main_n, "acceptance")
-    numbers += gain_numbers(pd.read_csv(committed / "acceptance_paired.csv"), main_c, main_n)
-    numbers += validation_numbers(*(json.loads((d / "judge_validation.json").read_text()) for d in (committed, now)))
-    numbers += layer_numbers(*(pd.read_csv(d / "table1_layers.csv") for d in (committed, now)))
-    for path in sorted(committed.glob("acceptance_*.csv")):
-        if not path.stem.endswith("_paired") and (now / path.name).is_file():
-            domain = path.stem.removeprefix("acceptance_")
-            numbers += acceptance_numbers(pd.read_csv(path), pd.read_csv(now / path.name), domain, main_c)
-    if (committed / "ablations.csv").is_file():
-        numbers += ablation_numbers(pd.read_csv(committed / "ablations.csv"), pd.read_csv(now / "ablations.csv"),
-                                    main_c)
+def compare(committed: Path, now: Path, partial: bool = False) -> Report:
+    """Every checked number and conclusion of `now` against `committed` (two results folders).
+
+    A result file `now` lacks is a failure, or with `partial` (a rerun of some stages only) skipped.
+    """
+    def both(name: str) -> bool:
+        return (committed / name).is_file() and (now / name).is_file()
+
+    def read(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+        return pd.read_csv(committed / name), pd.read_csv(now / name)
+
+    names = list(dict.fromkeys([n for n in CHECKED if (committed / n).is_file()] + sorted(
+        p.name for pattern in ("acceptance_*.csv", "data_card_*.json") for p in committed.glob(pattern))))
+    missing = [n for n in names if not (now / n).is_file()]
+    numbers: list[Number] = []
+    claims: dict[str, tuple[str, str]] = {}
+    main_c = pd.read_csv(committed / "acceptance.csv")
+    if both("acceptance.csv"):
+        main_c, main_n = read("acceptance.csv")
+        numbers += acceptance_numbers(main_c, main_n, "acceptance")
+        numbers += gain_numbers(pd.read_csv(committed / "acceptance_paired.csv"), main_c, main_n)
+        claims |= _pairs(acceptance_conclusions(main_c), acceptance_conclusions(main_n))
+    if both("judge_validation.json"):
+        numbers += validation_numbers(*(json.loads((d / "judge_validation.json").read_text())
+                                        for d in (committed, now)))
+    if both("table1_layers.csv"):
+        c, n = read("table1_layers.csv")
+        numbers += layer_numbers(c, n)
+        claims |= _pairs(layer_conclusions(c), layer_conclusions(n))
+    if both("loss_stabilisation.csv"):
+        claims |= _pairs(*(curve_conclusions(t) for t in read("loss_stabilisation.csv")))
+    for name in names:
+        if name.startswith("acceptance_") and not name.endswith("_paired.csv") and name.endswith(".csv") and both(name):
+            domain = name.removesuffix(".csv").removeprefix("acceptance_")
+            numbers += acceptance_numbers(*read(name), domain, main_c)
+    if both("ablations.csv"):
+        numbers += ablation_numbers(*read("ablations.csv"), main_c)
     numbers += [Number(f"dataset content hash, {name}", 0.0, 0.0 if same else 1.0, 0.0, "must be identical", scale=1)
                 for name, same in dataset_hashes(committed, now)]
-    found_c, found_n = conclusions(committed), conclusions(now)
-    claims = [Conclusion(k, v, found_n.get(k, "missing")) for k, v in found_c.items()]
-    if (committed / "ablations.csv").is_file():
-        claims += ablation_signs(committed, now)
-    return Report(numbers, claims)
+    conclusions = [Conclusion(k, c, n) for k, (c, n) in claims.items()]
+    if both("ablations.csv"):
+        conclusions += ablation_signs(committed, now)
+    if partial:  # rows this run lacks (a judge not run, say) are skipped like its missing files
+        numbers = [x for x in numbers if not math.isnan(x.now)]
+        conclusions = [x for x in conclusions if x.now != "missing"]
+    return Report(numbers, conclusions, missing, partial)
+
+
+def _pairs(committed: dict[str, str], now: dict[str, str]) -> dict[str, tuple[str, str]]:
+    return {k: (v, now.get(k, "missing")) for k, v in committed.items()}
 
 
 def dataset_hashes(committed: Path, now: Path) -> list[tuple[str, bool]]:
@@ -271,21 +317,54 @@ def committed_results(ref: str = "HEAD", root: Path | None = None) -> Path:
     return folder / "results"
 
 
+def markdown(report: Report, committed: str, results: Path, provenance: dict | None = None) -> str:
+    """The report as Markdown, with what was compared and (when given) the rerun's provenance."""
+    try:
+        shown = results.resolve().relative_to(repo_root())
+    except ValueError:
+        shown = results.name  # outside the repository: no machine-specific path in the report
+    lines = ["# make check: a rerun against the committed results", "",
+             f"Committed: `results/` at git `{committed}` ({_commit(committed)}). This run: `{shown}`"
+             + (" (partial rerun: files it lacks are skipped)." if report.partial else "."), ""]
+    if provenance:
+        lines += ["This run's provenance:", "", "```json", json.dumps(provenance, indent=1, sort_keys=True), "```", ""]
+    lines += [report.table().to_markdown(index=False), ""]
+    failures = report.failures()
+    if failures:
+        lines += [f"**FAILED** ({len(failures)} of {len(report.numbers) + len(report.conclusions)}):", "",
+                  *("- " + f for f in failures)]
+    else:
+        lines.append(f"**Passed**: {len(report.numbers)} numbers within tolerance, "
+                     f"{len(report.conclusions)} conclusions unchanged.")
+    if report.partial and report.missing:
+        lines += ["", "Not in this run (skipped): " + ", ".join(report.missing) + "."]
+    return "\n".join(lines) + "\n"
+
+
+def _commit(ref: str) -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", ref], cwd=repo_root(), capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown commit"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m slm4offer.check", description=__doc__.splitlines()[0])
     parser.add_argument("--committed", default="HEAD", help="git ref whose results/ are the reference")
     parser.add_argument("--results", type=Path, default=None, help="results folder to check (default: results/)")
+    parser.add_argument("--partial", action="store_true", help="skip result files this run lacks")
+    parser.add_argument("--provenance", type=Path, help="JSON file describing the rerun, shown in --out")
+    parser.add_argument("--out", type=Path, help="also write the report as Markdown")
     args = parser.parse_args(argv)
-    report = compare(committed_results(args.committed), args.results or repo_root() / "results")
-    print(report.table().to_markdown(index=False))
-    failures = report.failures()
-    if failures:
-        print(f"\nmake check: FAILED ({len(failures)} of {len(report.numbers) + len(report.conclusions)}):")
-        print("\n".join("  - " + f for f in failures))
-        return 1
-    print(f"\nmake check: passed ({len(report.numbers)} numbers within tolerance, "
-          f"{len(report.conclusions)} conclusions unchanged)")
-    return 0
+    results = args.results or repo_root() / "results"
+    report = compare(committed_results(args.committed), results, partial=args.partial)
+    about = json.loads(args.provenance.read_text()) if args.provenance else None
+    text = markdown(report, args.committed, results, about)
+    print(text)
+    if args.out:
+        write_text(args.out, text)
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":

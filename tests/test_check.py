@@ -111,3 +111,24 @@ def test_committed_results_come_from_git_not_the_working_tree():
     assert (folder / "acceptance.csv").is_file() and folder != ROOT / "results"
     with pytest.raises(RuntimeError, match="no-such-ref"):
         check.committed_results("no-such-ref", ROOT)
+
+
+def test_a_missing_result_fails_unless_the_rerun_is_partial(results):
+    (results / "table1_layers.csv").unlink()
+    full = check.compare(ROOT / "results", results)
+    assert "missing in this run: results/table1_layers.csv (run make all)" in full.failures()
+    partial = check.compare(ROOT / "results", results, partial=True)
+    assert partial.ok and partial.missing == ["table1_layers.csv"]
+    assert not any(n.name.startswith("Table 1") for n in partial.numbers)
+    text = check.markdown(partial, "HEAD", results, {"device": "cpu"})
+    assert "partial rerun" in text and "**Passed**" in text and "table1_layers.csv" in text
+
+
+def test_a_judge_missing_from_the_rerun_fails_unless_partial(results):
+    t = pd.read_csv(results / "acceptance.csv")
+    t[t["judge"] == "simulated"].to_csv(results / "acceptance.csv", index=False)
+    failures = check.compare(ROOT / "results", results).failures()
+    missing_row = "out of tolerance: acceptance: sft, learned judge: committed 43.4, now —"
+    assert any(f.startswith(missing_row) for f in failures)
+    assert "conclusion changed: contrastive beats SFT, learned judge: committed 'True', now 'missing'" in failures
+    assert check.compare(ROOT / "results", results, partial=True).ok
