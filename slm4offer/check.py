@@ -30,9 +30,11 @@ REF (default HEAD), read from git, never from the working tree.
 from __future__ import annotations
 
 import argparse
+import atexit
 import io
 import json
 import math
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -304,14 +306,17 @@ def dataset_hashes(committed: Path, now: Path) -> list[tuple[str, bool]]:
 
 
 def committed_results(ref: str = "HEAD", root: Path | None = None) -> Path:
-    """`results/` as committed at git `ref`, unpacked into a temp folder (read-only by construction)."""
+    """`results/` as committed at git `ref`, unpacked into a temp folder removed when the process ends."""
     root = root or repo_root()
     try:
         blob = subprocess.run(["git", "archive", "--format=tar", ref, "results"], cwd=root, capture_output=True,
                               check=True, timeout=60).stdout
     except subprocess.CalledProcessError as exc:
         raise RuntimeError(f"cannot read results/ at git ref {ref!r}: {exc.stderr.decode().strip()}") from exc
+    except OSError as exc:  # no git on this machine
+        raise RuntimeError(f"cannot read results/ at git ref {ref!r}: {exc}") from exc
     folder = Path(tempfile.mkdtemp(prefix="slm4offer-committed-"))
+    atexit.register(shutil.rmtree, folder, True)  # a copy for this process only
     with tarfile.open(fileobj=io.BytesIO(blob)) as tar:
         tar.extractall(folder, filter="data")
     return folder / "results"
