@@ -57,7 +57,7 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[
     if suffix not in (".csv", ".jsonl", ".json"):
         raise DataValidationError(path, None, None, "expected a .csv or .jsonl file")
     lines = _utf8_lines(path)
-    rows = 0
+    count = 0
     if suffix == ".csv":
         reader = csv.DictReader(lines)
         if not reader.fieldnames:
@@ -66,28 +66,28 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[
         if missing:
             raise DataValidationError(path, None, missing[0], "missing column "
                                       f"(the header has: {', '.join(reader.fieldnames)})")
-        for rows, row in enumerate(reader, start=1):
+        for count, row in enumerate(reader, start=1):
             if None in row or any(v is None for v in row.values()):
-                raise DataValidationError(path, rows, None, "wrong number of fields for the header")
-            yield rows, row
-        if not rows:
+                raise DataValidationError(path, count, None, "wrong number of fields for the header")
+            yield count, row
+        if not count:
             raise DataValidationError(path, None, None, "file has a header but no rows")
         return
     for line in lines:
         if not line.strip():
             continue
-        rows += 1
+        count += 1
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataValidationError(path, rows, None, f"not valid JSON ({exc.msg})") from exc
+            raise DataValidationError(path, count, None, f"not valid JSON ({exc.msg})") from exc
         if not isinstance(record, dict):
-            raise DataValidationError(path, rows, None, "each line must be a JSON object")
+            raise DataValidationError(path, count, None, "each line must be a JSON object")
         for column in required:
             if column not in record:
-                raise DataValidationError(path, rows, column, "missing column")
-        yield rows, record
-    if not rows:
+                raise DataValidationError(path, count, column, "missing column")
+        yield count, record
+    if not count:
         raise DataValidationError(path, None, None, "file is empty")
 
 
