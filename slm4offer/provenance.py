@@ -7,7 +7,9 @@ keeps cached datasets byte-identical across runs of the same commit.
 Two things say how far a rerun elsewhere can move a number: `numerics` (what decides
 floating-point results in training: torch version, threads, the CPU instruction set torch uses,
 device), and `dataset_sha256`, a hash of the dataset's content, which is the same on every
-machine because synthesis uses only integer-seeded generators and exact arithmetic on its choices.
+machine with the pinned packages: synthesis draws from integer-seeded generators in one thread, and
+a float64 rounding difference between CPUs could flip a draw only if it landed within a rounding
+error of its probability (checked on a second CPU; a test pins the smoke world's hash).
 """
 
 from __future__ import annotations
