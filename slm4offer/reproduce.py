@@ -26,10 +26,6 @@ from slm4offer.files import write_text
 START, END = "<!-- numbers:start (written by python -m slm4offer.reproduce) -->", "<!-- numbers:end -->"
 
 
-def _pct(x: float) -> str:
-    return f"{100 * x:.1f}%"
-
-
 def _decimals(tolerance: float) -> int:
     """Digits after the point that a number moving by up to `tolerance` (display units) supports."""
     return 0 if tolerance >= 2 else 1 if tolerance >= 0.2 else 2
