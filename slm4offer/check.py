@@ -21,7 +21,8 @@ from a guess:
 Conclusions are checked as conclusions: contrastive beats SFT under each judge; the order
 random < popular < SFT < contrastive < best; trained models have fewer under-fitted layers than
 the untrained one; whether each loss curve settled; the sign of every ablation the committed run
-found significant. A conclusion that flips fails the check even when every number is in tolerance.
+found significant. A conclusion that flips fails the check even when every number is in tolerance,
+and so does a dataset whose content hash differs from the committed one.
 
 `python -m slm4offer.check [--committed REF]` compares `results/` with the committed files of git
 REF (default HEAD), read from git, never from the working tree.
@@ -280,9 +281,7 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
             numbers += acceptance_numbers(*read(name), domain, main_c)
     if both("ablations.csv"):
         numbers += ablation_numbers(*read("ablations.csv"), main_c)
-    numbers += [Number(f"dataset content hash, {name}", 0.0, 0.0 if same else 1.0, 0.0, "must be identical", scale=1)
-                for name, same in dataset_hashes(committed, now)]
-    conclusions = [Conclusion(k, c, n) for k, (c, n) in claims.items()]
+    conclusions = [Conclusion(k, c, n) for k, (c, n) in claims.items()] + dataset_hashes(committed, now)
     if both("ablations.csv"):
         conclusions += ablation_signs(committed, now)
     if partial:  # rows this run lacks (a judge not run, say) are skipped like its missing files
@@ -295,13 +294,15 @@ def _pairs(committed: dict[str, str], now: dict[str, str]) -> dict[str, tuple[st
     return {k: (v, now.get(k, "missing")) for k, v in committed.items()}
 
 
-def dataset_hashes(committed: Path, now: Path) -> list[tuple[str, bool]]:
+def dataset_hashes(committed: Path, now: Path) -> list[Conclusion]:
+    """Each data card's content hash (first 16 hex digits shown): must be the same on every machine."""
     out = []
     for path in sorted(committed.glob("data_card_*.json")):
         digest = json.loads(path.read_text()).get("provenance", {}).get("dataset_sha256")
         if digest and (now / path.name).is_file():
             current = json.loads((now / path.name).read_text()).get("provenance", {}).get("dataset_sha256")
-            out.append((path.stem.removeprefix("data_card_"), digest == current))
+            out.append(Conclusion(f"dataset content hash, {path.stem.removeprefix('data_card_')}", digest[:16],
+                                  (current or "missing")[:16]))
     return out
 
 
