@@ -106,7 +106,13 @@ class JSONChat:
         stop = threading.Event()
 
         def task(i: int) -> LLMResult | None:
-            return None if stop.is_set() else self.one(requests[i], checks[i])
+            if stop.is_set():
+                return None
+            try:
+                return self.one(requests[i], checks[i])
+            except EndpointError:
+                stop.set()  # at once: the other workers send nothing more
+                raise
 
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
@@ -115,6 +121,8 @@ class JSONChat:
             done = tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress, mininterval=2)
             for finished, future in enumerate(done, start=1):
                 result = results[futures[future]] = future.result()
+                if result is None:  # skipped after an EndpointError, which another future raises
+                    continue
                 errors += result.error is not None
                 self._check_error_share(desc, errors, finished, len(requests), results)
         except BaseException:

@@ -95,7 +95,7 @@ def test_a_refused_key_or_unknown_model_stops_at_once(tmp_path, status, says):
     with serving(judge_answer, rate=1.0, kinds=(status,)) as server:
         with pytest.raises(EndpointError, match=f"HTTP {status}.*{says}"):
             judge(server, tmp_path, concurrency=4)(*items(200))
-        assert len(server.log) <= 8, "nothing retried; nothing sent past the requests in flight"
+        assert len(server.log) <= 4 + 4, "nothing retried; at most one more request per worker after the first failure"
 
 
 def test_nothing_listening_stops_at_once(tmp_path):
