@@ -125,10 +125,15 @@ def _get(table: pd.DataFrame, key, column: str = "mean") -> float:
     return float(table.loc[key, column]) if key in table.index else math.nan
 
 
+def rerun_tolerance(spread: float, seeds: int) -> float:
+    """K standard errors of the difference of two means over `seeds` draws with this `spread` each."""
+    return K * spread * math.sqrt(2 / seeds)
+
+
 def seed_tolerance(std: float, seeds: int, p: float, n_personas: int) -> float:
-    """K standard errors of the difference of two means over `seeds` seeds (see the module docstring)."""
+    """A rate's rerun tolerance, its seed spread floored at one seed's binomial spread (module docstring)."""
     floor = math.sqrt(max(p * (1 - p), 0) / n_personas) if n_personas else 0.0
-    return K * max(std, floor) * math.sqrt(2 / seeds)
+    return rerun_tolerance(max(std, floor), seeds)
 
 
 def fixed_tolerance(judge: str, n_personas: int) -> float:
@@ -140,13 +145,13 @@ def acceptance_numbers(committed: pd.DataFrame, now: pd.DataFrame, label: str,
                        reference: pd.DataFrame | None = None) -> list[Number]:
     """Each (judge, system) mean of an acceptance table; `reference` lends its seed spread to 1-seed tables."""
     c, n = committed.set_index(["judge", "system"]), now.set_index(["judge", "system"])
+    ref = reference.set_index(["judge", "system"]) if reference is not None else None
     out = []
     for (judge, system), row in c.iterrows():
         personas = int(row["judged"] // row["seeds"])
         if system in TRAINED:
             std, basis = row["std"], f"{int(row['seeds'])} seeds' spread"
-            if row["seeds"] < 2 and reference is not None:
-                ref = reference.set_index(["judge", "system"])
+            if row["seeds"] < 2 and ref is not None:
                 std, basis = ref.loc[(judge, "contrastive"), "std"], "main table's contrastive seed spread"
             tol = seed_tolerance(std, int(row["seeds"]), row["mean"], personas)
         else:
@@ -165,7 +170,7 @@ def gain_numbers(committed_tests: pd.DataFrame, committed_table: pd.DataFrame,
         personas = int(tests["personas"].iloc[0])
         floor = math.sqrt((tests["only_sft"] + tests["only_contrastive"]).mean()) / personas
         std = float(np.std(d, ddof=1)) if len(d) > 1 else 0.0
-        tol = K * max(std, floor) * math.sqrt(2 / len(d))
+        tol = rerun_tolerance(max(std, floor), len(d))
         basis = f"{len(d)} seeds' paired spread"
         gain_c = c.loc[(judge, "contrastive"), "mean"] - c.loc[(judge, "sft"), "mean"]
         gain_n = _get(n, (judge, "contrastive")) - _get(n, (judge, "sft"))
@@ -178,17 +183,18 @@ def gain_numbers(committed_tests: pd.DataFrame, committed_table: pd.DataFrame,
 
 def validation_numbers(committed: dict, now: dict) -> list[Number]:
     a = committed["raw_agreement"]
+    se_agreement = math.sqrt(a * (1 - a) / committed["n"])
     se_kappa = (committed["kappa_high"] - committed["kappa_low"]) / (2 * 1.96)
-    return [Number("judge agreement", a, now["raw_agreement"], K * math.sqrt(2 * a * (1 - a) / committed["n"]),
+    return [Number("judge agreement", a, now["raw_agreement"], rerun_tolerance(se_agreement, 1),
                    f"binomial SE on {committed['n']} samples"),
-            Number("Cohen's kappa", committed["kappa"], now["kappa"], K * math.sqrt(2) * se_kappa,
+            Number("Cohen's kappa", committed["kappa"], now["kappa"], rerun_tolerance(se_kappa, 1),
                    "bootstrap 95% CI width", scale=1)]
 
 
 def layer_numbers(committed: pd.DataFrame, now: pd.DataFrame) -> list[Number]:
     c, n = committed.set_index("model"), now.set_index("model")
     return [Number(f"Table 1 under-fitted layers: {m}", r["under-fitted (mean)"], _get(n, m, "under-fitted (mean)"),
-                   K * max(r["under-fitted (std)"], 1.0) * math.sqrt(2 / r["seeds"]),
+                   rerun_tolerance(max(r["under-fitted (std)"], 1.0), int(r["seeds"])),
                    f"{int(r['seeds'])} seeds' spread (at least 1 layer)", scale=1)
             for m, r in c.iterrows()]
 
@@ -260,9 +266,9 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
     missing = [n for n in names if not (now / n).is_file()]
     numbers: list[Number] = []
     claims: dict[str, tuple[str, str]] = {}
-    main_c = pd.read_csv(committed / "acceptance.csv")
+    main_c = pd.read_csv(committed / "acceptance.csv")  # its seed spread also serves the 1-seed tables
     if both("acceptance.csv"):
-        main_c, main_n = read("acceptance.csv")
+        main_n = pd.read_csv(now / "acceptance.csv")
         numbers += acceptance_numbers(main_c, main_n, "acceptance")
         numbers += gain_numbers(pd.read_csv(committed / "acceptance_paired.csv"), main_c, main_n)
         claims |= _pairs(acceptance_conclusions(main_c), acceptance_conclusions(main_n))

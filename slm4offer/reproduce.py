@@ -79,8 +79,7 @@ def validation_rows(results: Path, tol: dict[str, float]) -> list[str]:
     return [f"| judge validation | LLM vs humans: {paper.JUDGE_AGREEMENT:.0%} agreement on {paper.JUDGE_SAMPLES}, "
             f"χ² p {paper.JUDGE_CHI2_P} | {v['judge']} judge vs {v['reference']}: "
             f"{_with_tolerance(v['raw_agreement'], tol['judge agreement'])} agreement on {v['n']}, χ² = "
-            f"{v['chi2']:.0f} (p = {v['chi2_pvalue']:.0e}), Cohen's κ = "
-            f"{kappa} "
+            f"{v['chi2']:.0f} (p = {v['chi2_pvalue']:.0e}), Cohen's κ = {kappa} "
             f"[{v['kappa_low']:.2f}, {v['kappa_high']:.2f}] | `results/judge_validation.md` |"]
 
 
