@@ -137,6 +137,15 @@ def items(n):
     return personas, offers
 
 
+def llm_judge(base_url, cache_dir, api_key="sk-test-secret", **kw):
+    """An `LLMJudge` on `base_url` with test-sized retries and timeouts (any JSONChat setting overridable)."""
+    from slm4offer.judges import LLMJudge
+    from slm4offer.llm import JSONChat
+
+    kw = {"concurrency": 3, "max_attempts": 4, "timeout_s": 0.5, "backoff_s": 0.01, "max_error_share": 1.0} | kw
+    return LLMJudge(JSONChat("judge-model", cache_dir, base_url=base_url, api_key=api_key, **kw), progress=False)
+
+
 def rule_judge(body):
     """Any judge prompt: accept when a stable hash of the prompt is even; the key is the prompt."""
     prompt = body["messages"][1]["content"]  # the original question, also when re-asked

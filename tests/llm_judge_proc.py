@@ -7,15 +7,13 @@ python tests/llm_judge_proc.py BASE_URL CACHE_DIR N OUT.json (key from OPENAI_AP
 import os
 import sys
 
-from fault_server import items
+from fault_server import items, llm_judge
 
 from slm4offer.files import write_json
-from slm4offer.judges import LLMJudge
-from slm4offer.llm import JSONChat
 
 if __name__ == "__main__":
     base_url, cache_dir, n, out = sys.argv[1:5]
-    chat = JSONChat("judge-model", cache_dir, base_url=base_url, api_key=os.environ["OPENAI_API_KEY"],
-                    concurrency=4, max_attempts=4, timeout_s=0.3, backoff_s=0.001, max_error_share=1.0)
-    decisions = LLMJudge(chat, progress=False)(*items(int(n)))
+    judge = llm_judge(base_url, cache_dir, api_key=os.environ["OPENAI_API_KEY"], concurrency=4, timeout_s=0.3,
+                      backoff_s=0.001)
+    decisions = judge(*items(int(n)))
     write_json(out, [{"accept": d.accept, "error": d.error} for d in decisions])

@@ -4,13 +4,12 @@ import json
 
 import numpy as np
 import pytest
-from fault_server import items, judge_answer, serving
+from fault_server import items, judge_answer, llm_judge, serving
 
 from slm4offer.config import load_config
 from slm4offer.data import build_dataset, load_catalog
 from slm4offer.domains import load_domain
 from slm4offer.judges import Decision, LLMJudge, SimulatedJudge, make_judge, validate_verdict
-from slm4offer.llm import JSONChat
 from slm4offer.world import SimulatedCustomer, offer_id, render_offer
 
 FINANCE = load_domain("finance")
@@ -75,19 +74,13 @@ def test_verdicts_are_validated(reply, ok):
             validate_verdict(reply)
 
 
-def llm_judge(server, cache_dir, **kw):
-    kw = {"concurrency": 3, "max_attempts": 4, "timeout_s": 0.5, "backoff_s": 0.01, "max_error_share": 1.0} | kw
-    chat = JSONChat("judge-model", cache_dir, base_url=server.base_url, api_key="sk-test-secret", **kw)
-    return LLMJudge(chat, progress=False)
-
-
 def test_llm_judge_ends_every_item_with_one_verdict_or_one_error(tmp_path):
     faults = {1: ["429", "500", "ok"], 2: ["malformed", "ok"], 3: ["slow", "ok"],
               4: ["no_choices", "truncated"], 5: ["content:" + json.dumps({"decision": "yes"})] * 9,
               6: ["500"] * 9, 7: ["hang"] * 9}
     personas, offers = items(10)
     with serving(judge_answer, faults) as server:
-        decisions = llm_judge(server, tmp_path)(personas, offers)
+        decisions = llm_judge(server.base_url, tmp_path)(personas, offers)
         assert len(decisions) == 10
         for i, d in enumerate(decisions):
             assert (d.accept is None) == (d.error is not None), "exactly one of verdict and error"
@@ -107,10 +100,10 @@ def test_llm_judge_ends_every_item_with_one_verdict_or_one_error(tmp_path):
 def test_llm_judge_resumes_from_its_cache(tmp_path):
     personas, offers = items(6)
     with serving(judge_answer, {2: ["500"] * 4}) as server:
-        first = llm_judge(server, tmp_path)(personas, offers)
+        first = llm_judge(server.base_url, tmp_path)(personas, offers)
         assert first[2].error and sum(d.error is None for d in first) == 5
         sent = sum(server.requests.values())
-        second = llm_judge(server, tmp_path)(personas, offers)  # e.g. after an interrupted run
+        second = llm_judge(server.base_url, tmp_path)(personas, offers)  # e.g. after an interrupted run
         assert sum(server.requests.values()) == sent + 1, "only the failed item is asked again"
         assert [d.accept for d in second] == [i % 2 == 1 for i in range(6)]
 
@@ -118,8 +111,8 @@ def test_llm_judge_resumes_from_its_cache(tmp_path):
 def test_the_cache_key_includes_the_prompt(tmp_path):
     personas, offers = items(2)
     with serving(judge_answer) as server:
-        llm_judge(server, tmp_path)(personas, offers)
-        other = LLMJudge(llm_judge(server, tmp_path).chat,
+        llm_judge(server.base_url, tmp_path)(personas, offers)
+        other = LLMJudge(llm_judge(server.base_url, tmp_path).chat,
                          prompt="Strict judge.\nCustomer: {persona}\nOffer: {offer}\nJSON verdict please.",
                          progress=False)
         other(personas, offers)

@@ -14,22 +14,19 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_server import MIXED, items, judge_answer, serving
+from fault_server import MIXED, items, judge_answer, llm_judge, serving
 from test_llm import generator_answer
 
 from slm4offer.config import load_config
 from slm4offer.data import build_dataset, load_data_card
-from slm4offer.judges import LLMJudge
-from slm4offer.llm import EndpointError, JSONChat, TooManyErrors
+from slm4offer.llm import EndpointError, TooManyErrors
 
 HERE = Path(__file__).parent
-FAST = {"max_attempts": 4, "timeout_s": 0.3, "backoff_s": 0.001}
+SOAK = {"concurrency": 8, "timeout_s": 0.3, "backoff_s": 0.001, "max_error_share": 0.2}
 
 
-def judge(server, cache_dir, **kw):
-    chat = JSONChat("judge-model", cache_dir, base_url=server.base_url if server else kw.pop("base_url"),
-                    api_key="sk-test", **(FAST | {"concurrency": 8} | kw))
-    return LLMJudge(chat, progress=False)
+def judge(base_url, cache_dir, **kw):
+    return llm_judge(base_url, cache_dir, **(SOAK | kw))
 
 
 def expected(i: int) -> bool:
@@ -39,7 +36,7 @@ def expected(i: int) -> bool:
 def test_soak_1000_judge_items_every_fault_kind_mixed(tmp_path, capsys):
     n = 1000
     with serving(judge_answer, rate=0.5, seed=1, hang_s=0.6) as server:
-        j = judge(server, tmp_path, concurrency=16)
+        j = judge(server.base_url, tmp_path, concurrency=16)
         decisions = j(*items(n))
         faults = [f for _, _, f in server.log]
     assert set(MIXED) <= set(faults), "every fault kind was injected"
@@ -83,7 +80,7 @@ def test_soak_300_generator_items(project_root, monkeypatch):
 def test_a_transient_failure_of_the_first_item_is_an_error_not_the_end(tmp_path):
     for fault in ("500", "hang", "cut", "429"):
         with serving(judge_answer, {0: [fault] * 9}, hang_s=1.5) as server:
-            decisions = judge(server, tmp_path / fault, timeout_s=1.0, max_error_share=1.0)(*items(30))
+            decisions = judge(server.base_url, tmp_path / fault, timeout_s=1.0, max_error_share=1.0)(*items(30))
         assert decisions[0].accept is None and decisions[0].error, fault
         assert [d.accept for d in decisions[1:]] == [expected(i) for i in range(1, 30)], fault
         # 4 tries; a try on a connection the server had just cut may never reach it
@@ -94,7 +91,7 @@ def test_a_transient_failure_of_the_first_item_is_an_error_not_the_end(tmp_path)
 def test_a_refused_key_or_unknown_model_stops_at_once(tmp_path, status, says):
     with serving(judge_answer, rate=1.0, kinds=(status,)) as server:
         with pytest.raises(EndpointError, match=f"HTTP {status}.*{says}"):
-            judge(server, tmp_path, concurrency=4)(*items(200))
+            judge(server.base_url, tmp_path, concurrency=4)(*items(200))
         assert len(server.log) <= 4 + 4, "nothing retried; at most one more request per worker after the first failure"
 
 
@@ -104,7 +101,7 @@ def test_nothing_listening_stops_at_once(tmp_path):
         port = s.getsockname()[1]  # closed again before use: connections are refused
     start = time.monotonic()
     with pytest.raises(EndpointError, match="cannot connect to http://127.0.0.1"):
-        judge(None, tmp_path, base_url=f"http://127.0.0.1:{port}/v1", backoff_s=1.0)(*items(100))
+        judge(f"http://127.0.0.1:{port}/v1", tmp_path, backoff_s=1.0)(*items(100))
     assert time.monotonic() - start < 2, "no backoff spent on a server that is not there"
 
 
@@ -112,7 +109,7 @@ def test_too_many_errors_stop_the_run_and_keep_what_was_received(tmp_path):
     faults = {i: ["500"] * 9 for i in range(1000) if i % 10 < 4}  # 40% of the items never succeed
     with serving(judge_answer, faults) as server:
         with pytest.raises(TooManyErrors, match=r"more than the 20% allowed \(llm_max_error_share\).*cached"):
-            judge(server, tmp_path, concurrency=4)(*items(1000))
+            judge(server.base_url, tmp_path, concurrency=4)(*items(1000))
         finished = {k for k, _, f in server.log if f == "ok"}
     assert 0 < len(finished) < 100, "stopped early, not after a thousand items"
     assert len(list(tmp_path.rglob("*.json"))) == len(finished), "every answer received is cached"
