@@ -2,8 +2,9 @@
 
 Each variant is the main contrastive recipe with one setting changed (λ = 0 is the SFT baseline).
 Every variant is trained (cached), generates offers for the test personas, and is judged like the
-main table: acceptance with a Wilson CI, mean ± std over seeds when there are several, and an
-exact McNemar test against the main recipe on the same personas.
+main table: every metric with a bootstrap CI over seeds and personas, mean ± std over seeds when
+there are several, and its difference from the main recipe on the same personas with a p-value,
+Holm-adjusted because one table makes many tests.
 """
 
 from __future__ import annotations
@@ -13,14 +14,13 @@ import dataclasses
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from slm4offer import provenance
+from slm4offer import metrics, provenance
 from slm4offer.config import Config
 from slm4offer.data import build_dataset
-from slm4offer.evaluation import acceptance_table, judge_all, system_offers
+from slm4offer.evaluation import judge_all, system_offers
 from slm4offer.files import latex_text
 from slm4offer.modeling import resolve_source
 from slm4offer.plots import acceptance_bars, save_figure, save_results
-from slm4offer.stats import mcnemar_exact
 
 BASE = "main recipe"
 
@@ -58,41 +58,49 @@ def run_ablations(cfg: Config, grid: dict[str, dict], seeds: list[int], judges: 
 
 
 def ablation_table(decisions: pd.DataFrame, grid: dict[str, dict]) -> pd.DataFrame:
-    """Acceptance per variant and judge, with the setting it changes and the exact McNemar p-value
-    against the main recipe (pooled over seeds: each (persona, seed) is one pair)."""
-    table = acceptance_table(decisions).drop(columns=["paper"])
+    """Every metric per variant and judge (`metrics.acceptance_table`), the setting it changes, and
+    its thresholded-rate difference from the main recipe: points with the seed-and-persona
+    bootstrap CI, p, and p Holm-adjusted over all variants and judges."""
+    table = metrics.acceptance_table(decisions).drop(columns=["paper"])
     table["changes"] = [", ".join(f"{k}={v}" for k, v in grid[str(s)].items()) or "—" for s in table["system"]]
-    p_values = []
-    for _, row in table.iterrows():
-        judged = decisions[(decisions["judge"] == row["judge"]) & decisions["error"].isna()]
-        wide = judged.pivot_table(index=["seed", "persona_id"], columns="system", values="accept", aggfunc="first")
-        if row["system"] == BASE or BASE not in wide:
-            p_values.append(float("nan"))
-            continue
-        pair = wide[[BASE, row["system"]]].dropna().astype(bool)
-        p_values.append(mcnemar_exact(pair[BASE], pair[row["system"]]).pvalue)
-    table["mcnemar_p_vs_main"] = p_values
+    vs = metrics.versus(decisions, BASE)
+    vs = vs[vs["metric"] == metrics.METRICS["rate"]].set_index(["b", "judge"])
+    key = list(zip(table["system"].astype(str), table["judge"], strict=True))
+    for column, name in (("points", "points_vs_main"), ("ci_low", "points_ci_low"), ("ci_high", "points_ci_high"),
+                         ("p", "p_vs_main"), ("p_holm", "p_holm")):
+        table[name] = vs[column].reindex(key).to_numpy()
     return table
 
 
 def save_ablations(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, seeds: list[int]) -> plt.Figure:
-    """`results/ablations.{csv,md,tex}` and `figures/ablations.{png,pdf}`, recorded in the manifest."""
+    """`results/ablations.{csv,md,tex}`, `ablations_gain.csv` (every metric against the main
+    recipe), `decisions/ablations.csv` and `figures/ablations.{png,pdf}`, recorded in the manifest."""
     extra = {"model_source": resolve_source(cfg).kind, "training_seeds": seeds,
              "judges": sorted(set(decisions["judge"]))}
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
     caption = (f"Ablations of the contrastive recipe (λ = {cfg.lam:g}, negatives {cfg.negatives}, τ = {cfg.tau:g}): "
                f"acceptance of the offers for the {decisions['persona_id'].nunique()} test personas "
                f"({cfg.domain} world, profile {cfg.profile}, T5 {extra['model_source']}, training seeds "
-               f"{', '.join(map(str, seeds))}); Wilson 95% CI of the pooled count; exact McNemar p against the "
-               f"main recipe on the same personas. Commit {record['git_commit']}.")
-    cells = zip(table["mean"], table["ci_low"], table["ci_high"], strict=True)
-    shown = table.assign(acceptance=[f"{100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]" for m, lo, hi in cells])
-    shown = shown[["system", "changes", "judge", "acceptance", "mcnemar_p_vs_main", "errors"]]
+               f"{', '.join(map(str, seeds))}); 95% CIs from a bootstrap over seeds and personas (with one seed: "
+               f"over personas only, so training noise is not in them); difference from the main recipe on the "
+               f"same personas, its p and the Holm-adjusted p over all {int(table['p_vs_main'].notna().sum())} "
+               f"tests. Commit {record['git_commit']}.")
+    shown = table.assign(
+        acceptance=[f"{100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
+                    for m, lo, hi in zip(table["mean"], table["ci_low"], table["ci_high"], strict=True)],
+        expected=(100 * table["expected"]).round(1), in_catalogue=(100 * table["in_catalogue"]).round(1),
+        vs_main=["—" if pd.isna(d) else f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
+                 for d, lo, hi in zip(table["points_vs_main"], table["points_ci_low"], table["points_ci_high"],
+                                      strict=True)])
+    shown = shown[["system", "changes", "judge", "acceptance", "expected", "in_catalogue", "vs_main", "p_vs_main",
+                   "p_holm", "errors"]]
     save_results(cfg, {"ablations.csv": table.to_csv(index=False),
                        "ablations.md": f"# Ablations\n\n{caption}\n\n"
                                        f"{shown.to_markdown(index=False, floatfmt='.3g')}\n",
                        "ablations.tex": shown.to_latex(index=False, caption=latex_text(caption),
-                                                       label="tab:ablations", float_format="%.3g")}, record)
+                                                       label="tab:ablations", float_format="%.3g"),
+                       "ablations_gain.csv": metrics.versus(decisions, BASE).to_csv(index=False),
+                       "decisions/ablations.csv": metrics.to_wide(decisions).to_csv(index=False)}, record)
     fig = acceptance_bars(table, decisions, {}, caption)
     save_figure(fig, "ablations", cfg, stage="generate", **extra)
     return fig

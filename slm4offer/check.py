@@ -21,8 +21,8 @@ from a guess:
 Conclusions are checked as conclusions: contrastive beats SFT under each judge; the order
 random < popular < SFT < contrastive < best; trained models have fewer under-fitted layers than
 the untrained one; whether each loss curve settled; the sign of every ablation the committed run
-found significant. A conclusion that flips fails the check even when every number is in tolerance,
-and so does a dataset whose content hash differs from the committed one.
+found significant (Holm-adjusted p < 0.05). A conclusion that flips fails the check even when
+every number is in tolerance, and so does a dataset whose content hash differs from the committed one.
 
 `python -m slm4offer.check [--committed REF]` compares `results/` with the committed files of git
 REF (default HEAD), read from git, never from the working tree.
@@ -53,7 +53,7 @@ K = 3.0  # standard errors of a difference allowed between a rerun and the commi
 ORDER = ("random", "popular", "sft", "contrastive", "best")
 CHECKED = ("acceptance.csv", "acceptance_paired.csv", "judge_validation.json", "table1_layers.csv",
            "loss_stabilisation.csv", "ablations.csv")
-TRAINED = ("sft", "contrastive")
+UNTRAINED = ("random", "popular", "best")  # every other system's offers come from a trained model
 
 
 @dataclass(frozen=True)
@@ -149,7 +149,7 @@ def acceptance_numbers(committed: pd.DataFrame, now: pd.DataFrame, label: str,
     out = []
     for (judge, system), row in c.iterrows():
         personas = int(row["judged"] // row["seeds"])
-        if system in TRAINED:
+        if system not in UNTRAINED:
             std, basis = row["std"], f"{int(row['seeds'])} seeds' spread"
             if row["seeds"] < 2 and ref is not None:
                 std, basis = ref.loc[(judge, "contrastive"), "std"], "main table's contrastive seed spread"
@@ -238,7 +238,7 @@ def ablation_signs(committed: Path, now: Path) -> list[Conclusion]:
     """Signs of the ablations the committed run found significant, read in this run whatever its p."""
     c, n = pd.read_csv(committed / "ablations.csv"), pd.read_csv(now / "ablations.csv")
     out = []
-    for r in c[c["mcnemar_p_vs_main"] < 0.05].itertuples():
+    for r in c[c["p_holm"] < 0.05].itertuples():
         def sign(t, judge=r.judge, system=r.system):
             rows = t[t["judge"] == judge].set_index("system")["mean"]
             if system not in rows.index or "main recipe" not in rows.index:
@@ -261,8 +261,9 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
     def read(name: str) -> tuple[pd.DataFrame, pd.DataFrame]:
         return pd.read_csv(committed / name), pd.read_csv(now / name)
 
-    names = list(dict.fromkeys([n for n in CHECKED if (committed / n).is_file()] + sorted(
-        p.name for pattern in ("acceptance_*.csv", "data_card_*.json") for p in committed.glob(pattern))))
+    domains = domain_tables(committed)
+    names = list(dict.fromkeys([n for n in CHECKED if (committed / n).is_file()] + list(domains.values())
+                               + sorted(p.name for p in committed.glob("data_card_*.json"))))
     missing = [n for n in names if not (now / n).is_file()]
     numbers: list[Number] = []
     claims: dict[str, tuple[str, str]] = {}
@@ -281,9 +282,8 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
         claims |= _pairs(layer_conclusions(c), layer_conclusions(n))
     if both("loss_stabilisation.csv"):
         claims |= _pairs(*(curve_conclusions(t) for t in read("loss_stabilisation.csv")))
-    for name in names:
-        if name.startswith("acceptance_") and not name.endswith("_paired.csv") and name.endswith(".csv") and both(name):
-            domain = name.removesuffix(".csv").removeprefix("acceptance_")
+    for domain, name in domains.items():
+        if both(name):
             numbers += acceptance_numbers(*read(name), domain, main_c)
     if both("ablations.csv"):
         numbers += ablation_numbers(*read("ablations.csv"), main_c)
@@ -294,6 +294,15 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
         numbers = [x for x in numbers if not math.isnan(x.now)]
         conclusions = [x for x in conclusions if x.now != "missing"]
     return Report(numbers, conclusions, missing, partial)
+
+
+def domain_tables(results: Path) -> dict[str, str]:
+    """Domain -> its acceptance table (`acceptance_<domain>.csv`), other than the main one."""
+    tables = {}
+    for path in sorted(results.glob("acceptance_*.csv")):
+        if not path.stem.endswith(("_paired", "_gain", "_threshold_sweep")):
+            tables[path.stem.removeprefix("acceptance_")] = path.name
+    return tables
 
 
 def _pairs(committed: dict[str, str], now: dict[str, str]) -> dict[str, tuple[str, str]]:

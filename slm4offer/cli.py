@@ -146,12 +146,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{len(rows)} offers generated for the {args.split} split")
         elif args.command == "evaluate":
             from slm4offer.evaluation import acceptance_results, formatted, save_acceptance
+            from slm4offer.findings import headline
 
             cfg = _config(args)
             res = acceptance_results(cfg, judges=args.judge_list)
             save_acceptance(cfg, res)
             print(formatted(res.table).to_string())
-            print(res.gain.to_string(index=False))
+            print(headline(res.table, res.gain, res.tests))
             for judge, r in res.table.groupby("judge", sort=False)[["errors", "judged"]].sum().iterrows():
                 items = r["errors"] + r["judged"]
                 print(f"{judge} judge: {r['errors']} of {items} items ended in an error "

@@ -113,6 +113,8 @@ class Config:
                            "in); empty = the built-in prompt.")
     eval_seeds: int = _f(3, "Training seeds per model in the acceptance table: train_seed, train_seed+1, ...")
     judge_samples: int = _f(200, "(persona, generated offer) pairs drawn to validate a judge (paper: 200).")
+    baseline_candidates: int = _f(4, "Beam candidates the reranking baselines of the acceptance table "
+                                  "(sft+rerank, contrastive+rerank) choose from.")
 
     def __post_init__(self) -> None:
         _check_types(self)
@@ -173,6 +175,9 @@ class Config:
         for name in ("eval_seeds", "judge_samples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+        if self.baseline_candidates < 2:
+            raise ValueError(f"baseline_candidates={self.baseline_candidates}: must be >= 2 (one candidate "
+                             "leaves nothing to rerank)")
 
     @property
     def judge_names(self) -> list[str]:
@@ -223,13 +228,27 @@ class Config:
         return dataclasses.asdict(self)
 
     def summary(self) -> str:
-        """The fields that differ from the dataclass defaults, one per line."""
+        """The settings every result depends on, grouped, then any other field that differs from
+        the defaults: a notebook's first output says what ran without reading the profile table."""
         lines = [f"profile={self.profile}"]
-        for f in dataclasses.fields(self):
-            if f.name != "profile" and getattr(self, f.name) != f.default:
-                lines.append(f"{f.name}={getattr(self, f.name)!r}")
+        for group, names in SUMMARY_FIELDS.items():
+            lines.append(f"{group}: " + " ".join(f"{n}={getattr(self, n)!r}" for n in names))
+        shown = {n for names in SUMMARY_FIELDS.values() for n in names} | {"profile"}
+        other = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
+                 if f.name not in shown and getattr(self, f.name) != f.default]
+        if other:
+            lines.append("other settings changed from the defaults: " + " ".join(other))
         return "\n".join(lines)
 
+
+# What `Config.summary` always shows, by what it decides.
+SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
+    "world": ("domain", "seed", "generator", "n_personas", "catalog_size"),
+    "model": ("init", "pretrained_model", "d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size"),
+    "training": ("lam", "tau", "negatives", "hard_negatives", "epochs", "batch_size", "learning_rate", "train_seed"),
+    "evaluation": ("eval_seeds", "judges", "accept_threshold", "num_beams", "rerank_candidates",
+                   "baseline_candidates"),
+}
 
 # Fields each stage reads; a stage's hash covers these plus its upstream stages' fields.
 STAGE_FIELDS: dict[str, tuple[str, ...]] = {

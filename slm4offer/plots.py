@@ -55,10 +55,10 @@ def record_artifact(cfg: Config, key: str, record: dict) -> Path:
 
 
 def save_results(cfg: Config, files: dict[str, str], record: dict) -> list[Path]:
-    """Write each `name: text` into `results_dir` and record it, with `record`, in the manifest."""
+    """Write each `name: text` (a path inside `results_dir`) there and record it, with `record`, in the manifest."""
     paths = [write_text(cfg.results_dir / name, text) for name, text in files.items()]
     for path in paths:
-        record_artifact(cfg, f"results/{path.name}", record)
+        record_artifact(cfg, f"results/{path.relative_to(cfg.results_dir).as_posix()}", record)
     return paths
 
 
@@ -117,10 +117,9 @@ def learning_curves(runs: dict[str, list[dict]], title: str) -> plt.Figure:
     epoch means (circles, mid-epoch) and validation (squares, epoch end). A part a run did not
     train on (SFT's InfoNCE) shows validation only."""
     fig, axes = plt.subplots(1, len(PARTS), figsize=(10.5, 3.0))
-    colors = dict(zip(runs, ("#4c72b0", "#c44e52", "#55a868", "#8172b2"), strict=False))
     for ax, (part, label) in zip(axes, PARTS, strict=True):
         for run, logs in runs.items():
-            c = colors[run]
+            c = system_color(run)
             steps = [(log["epoch"], log[part]) for log in logs if part in log and "eval_loss" not in log
                      and "train_runtime" not in log]
             if steps:
@@ -188,21 +187,37 @@ def similarity_histograms(scores: dict[str, pd.DataFrame], title: str) -> plt.Fi
     return fig
 
 
-JUDGE_COLORS = {"simulated": "#4c72b0", "learned": "#dd8452", "llm": "#55a868"}
+# One colour per system in every figure (loss curves, layers, acceptance, sweeps); judges are
+# told apart by hatching. Ablation variants other than the main recipe and λ = 0 are grey.
+SYSTEM_COLORS = {"initial": "#999999", "random": "#b0b0b0", "popular": "#937860", "sft": "#4c72b0",
+                 "sft+rerank": "#9db4da", "contrastive": "#c44e52", "contrastive+rerank": "#e3a0a2",
+                 "catalog by similarity": "#8172b2", "best": "#55a868", "main recipe": "#c44e52",
+                 "λ = 0 (sft)": "#4c72b0"}
+OTHER_COLOR = "#7f7f7f"
+JUDGE_HATCHES = {"simulated": "", "learned": "////", "llm": "...."}
+
+
+def system_color(name: str) -> str:
+    return SYSTEM_COLORS.get(str(name).lower(), OTHER_COLOR)
 
 
 def acceptance_bars(table: pd.DataFrame, decisions: pd.DataFrame, paper: dict[str, float],
                     caption: str) -> plt.Figure:
-    """Acceptance per system and judge: bars = mean over seeds, whiskers = pooled Wilson 95% CI,
-    dots = single seeds, black diamonds = the paper's numbers (its own LLM judge)."""
+    """Acceptance per system and judge: bars = mean over seeds in the system's colour (hatched per
+    judge), whiskers = the table's 95% CI, dots = single seeds, black diamonds = the paper's
+    numbers (its own LLM judge)."""
+    from matplotlib.patches import Patch
+
     systems = list(table["system"].cat.categories)
-    judges = sorted(set(table["judge"]), key=lambda j: list(JUDGE_COLORS).index(j) if j in JUDGE_COLORS else 9)
+    judges = sorted(set(table["judge"]), key=lambda j: list(JUDGE_HATCHES).index(j) if j in JUDGE_HATCHES else 9)
     width = 0.8 / len(judges)
-    fig, ax = plt.subplots(figsize=(7.2, 3.6))
+    fig, ax = plt.subplots(figsize=(max(7.2, 0.9 * len(systems)), 3.6))
+    colors = [system_color(s) for s in systems]
     for i, judge in enumerate(judges):
         rows = table[table["judge"] == judge].set_index("system").reindex(systems)
         x = np.arange(len(systems)) - 0.4 + width * (i + 0.5)
-        ax.bar(x, 100 * rows["mean"], width * 0.9, color=JUDGE_COLORS.get(judge, "#8172b2"), label=f"{judge} judge")
+        ax.bar(x, 100 * rows["mean"], width * 0.9, color=colors, edgecolor="black", linewidth=0.4,
+               hatch=JUDGE_HATCHES.get(judge, "xx"))
         ax.errorbar(x, 100 * rows["mean"], yerr=[100 * (rows["mean"] - rows["ci_low"]),
                                                  100 * (rows["ci_high"] - rows["mean"])],
                     fmt="none", ecolor="black", elinewidth=0.9, capsize=2.5)
@@ -212,15 +227,38 @@ def acceptance_bars(table: pd.DataFrame, decisions: pd.DataFrame, paper: dict[st
             values = per_seed.loc[per_seed["system"] == system, "accept"]
             if len(values) > 1:
                 ax.plot(np.full(len(values), x[j]), 100 * values, "o", ms=2.5, color="black", alpha=0.6)
-    for j, system in enumerate(systems):
-        if system in paper:
-            ax.plot(j, 100 * paper[system], "D", color="black", ms=6, zorder=5,
-                    label="paper (LLM judge)" if system == next(s for s in systems if s in paper) else None)
+    handles = [Patch(facecolor="white", edgecolor="black", hatch=JUDGE_HATCHES.get(j, "xx"), label=f"{j} judge")
+               for j in judges]
+    shown = [s for s in systems if s in paper]
+    for system in shown:
+        ax.plot(systems.index(system), 100 * paper[system], "D", color="black", ms=6, zorder=5)
+    if shown:
+        handles.append(plt.Line2D([], [], marker="D", color="black", ls="none", label="paper (LLM judge)"))
     crowded = len(systems) > 5
     ax.set_xticks(np.arange(len(systems)), systems, rotation=25 if crowded else 0, ha="right" if crowded else "center")
     ax.set_ylabel("offers accepted (%)")
     ax.set_ylim(0, 105)
-    ax.legend(frameon=False, ncol=len(judges) + 1, loc="upper left", fontsize=8)
+    ax.legend(handles=handles, frameon=False, ncol=len(handles), loc="upper left", fontsize=8)
+    fig.text(0.01, -0.02, caption, ha="left", va="top", wrap=True, fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def threshold_sweep(sweep: pd.DataFrame, threshold: float, caption: str) -> plt.Figure:
+    """The thresholded rate of every system as the judge's threshold moves (one panel per judge);
+    the dotted line is the threshold the tables use."""
+    judges = list(dict.fromkeys(sweep["judge"]))
+    fig, axes = plt.subplots(1, len(judges), figsize=(4.2 * len(judges), 3.2), sharey=True, squeeze=False)
+    for ax, judge in zip(axes[0], judges, strict=True):
+        for system, group in sweep[sweep["judge"] == judge].groupby("system", sort=False, observed=True):
+            style = "--" if "+" in str(system) or system == "catalog by similarity" else "-"
+            ax.plot(group["threshold"], 100 * group["rate"], style, marker="o", ms=2.5, lw=1.3,
+                    color=system_color(system), label=str(system))
+        ax.axvline(threshold, color="black", ls=":", lw=0.9)
+        ax.set_title(f"{judge} judge")
+        ax.set_xlabel("accept when P(accept) ≥ threshold")
+    axes[0, 0].set_ylabel("offers accepted (%)")
+    axes[0, -1].legend(frameon=False, fontsize=7, loc="upper left", bbox_to_anchor=(1.02, 1.0))
     fig.text(0.01, -0.02, caption, ha="left", va="top", wrap=True, fontsize=7)
     fig.tight_layout()
     return fig
@@ -243,7 +281,7 @@ def confusion_matrix(table: np.ndarray, reference: str, judge: str, title: str) 
     return fig
 
 
-STATE_STYLE = {"initial": ("#999999", "o"), "sft": ("#4c72b0", "s"), "contrastive": ("#c44e52", "D")}
+STATE_MARKERS = {"initial": "o", "sft": "s", "contrastive": "D"}
 
 
 def layer_alpha(alphas: pd.DataFrame, threshold: float, title: str) -> plt.Figure:
@@ -252,7 +290,7 @@ def layer_alpha(alphas: pd.DataFrame, threshold: float, title: str) -> plt.Figur
     order = list(dict.fromkeys(alphas["layer"]))
     fig, ax = plt.subplots(figsize=(10.5, 3.6))
     for state, group in alphas.groupby("state", sort=False):
-        color, marker = STATE_STYLE.get(state, ("#8172b2", "^"))
+        color, marker = system_color(state), STATE_MARKERS.get(state, "^")
         x = [order.index(layer) for layer in group["layer"]]
         ax.plot(x, group["alpha"], marker, color=color, ms=4, alpha=0.85,
                 label=f"{state}: {int(group['under_fitted'].sum())} of {len(group)} layers > {threshold:g}")
@@ -272,14 +310,13 @@ def epoch_curves(tables: dict[str, pd.DataFrame], stable: dict[str, int | None],
     """The paper's Figure 6 layout: total, CE and InfoNCE loss per epoch, train (solid) and
     validation (dashed) per model; a dotted line where a model's validation loss settles."""
     fig, axes = plt.subplots(1, len(PARTS), figsize=(10.5, 3.0))
-    colors = dict(zip(tables, ("#c44e52", "#4c72b0", "#55a868", "#8172b2"), strict=False))
     for ax, (part, label) in zip(axes, PARTS, strict=True):
         for model, table in tables.items():
             for prefix, style, kind in (("train_epoch_", "o-", "train"), ("eval_", "s--", "validation")):
                 if f"{prefix}{part}" in table:
-                    ax.plot(table.index, table[f"{prefix}{part}"], style, color=colors[model], ms=3, lw=1.2,
+                    ax.plot(table.index, table[f"{prefix}{part}"], style, color=system_color(model), ms=3, lw=1.2,
                             label=f"{model} {kind}")
             if stable.get(model) is not None:
-                ax.axvline(stable[model], color=colors[model], ls=":", lw=1)
+                ax.axvline(stable[model], color=system_color(model), ls=":", lw=1)
         ax.set_title(label)
     return _finish_loss_panels(fig, axes, title)

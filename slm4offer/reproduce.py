@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slm4offer import check, paper
+from slm4offer import check, findings, paper
 from slm4offer.config import repo_root
 from slm4offer.files import write_text
 
@@ -50,26 +50,36 @@ def tolerances(results: Path) -> dict[str, float]:
 def headline_rows(results: Path, tol: dict[str, float]) -> list[str]:
     table = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"])
     tests = pd.read_csv(results / "acceptance_paired.csv")
+    gain = pd.read_csv(results / "acceptance_gain.csv")
     rows = []
     for judge in sorted({j for j, _ in table.index}):
         sft, con = table.loc[(judge, "sft")], table.loc[(judge, "contrastive")]
         t = tests[tests["judge"] == judge]
-        gain = con["mean"] - sft["mean"]
+        diff = con["mean"] - sft["mean"]
         rows.append(
             f"| acceptance, {judge} judge | {paper.ACCEPTANCE['sft']:.0%} → {paper.ACCEPTANCE['contrastive']:.0%} "
             f"(LLM judge) | mean of {int(sft['seeds'])} seeds: SFT "
             f"{_with_tolerance(sft['mean'], tol[f'acceptance: sft, {judge} judge'])}, contrastive "
             f"{_with_tolerance(con['mean'], tol[f'acceptance: contrastive, {judge} judge'])}; gain "
-            f"{_with_tolerance(gain, tol[f'gain in points, {judge} judge'], unit=' points', sign=True)}, "
-            f"{_with_tolerance(gain / sft['mean'], tol[f'relative gain, {judge} judge'], sign=True)} relative (paper "
+            f"{_with_tolerance(diff, tol[f'gain in points, {judge} judge'], unit=' points', sign=True)}, "
+            f"{_with_tolerance(diff / sft['mean'], tol[f'relative gain, {judge} judge'], sign=True)} relative (paper "
             f"{paper.ACCEPTANCE['contrastive'] / paper.ACCEPTANCE['sft'] - 1:+.1%}); contrastive higher in "
             f"{int((t['contrastive_rate'] > t['sft_rate']).sum())} of {len(t)} seeds, McNemar p < 0.05 in "
             f"{int((t['mcnemar_p'] < 0.05).sum())} | `results/acceptance.md` |")
+        g = gain[(gain["judge"] == judge) & (gain["a"] == "sft") & (gain["b"] == "contrastive")]
+        cells = "; ".join(f"{r.metric}: SFT {100 * r.a_value:.1f}%, contrastive {100 * r.b_value:.1f}%, "
+                          f"{r.points:+.1f} points [{r.ci_low:+.1f}, {r.ci_high:+.1f}]" for r in g.itertuples())
+        rows.append(f"| gain under every metric, {judge} judge | one metric (LLM verdicts) | {cells} (95% CI, "
+                    f"bootstrap over seeds and personas) | `results/acceptance_gain.csv` |")
         if (judge, "best") in table.index and (judge, "random") in table.index:
             cells = ", ".join(f"{label} {_with_tolerance(table.loc[(judge, s), 'mean'], tol[f'acceptance: {s}, {judge} judge'])}"  # noqa: E501
                               for s, label in (("random", "random offer"), ("popular", "most popular"),
                                                ("best", "each persona's best offer")))
-            rows.append(f"| baselines, {judge} judge | not reported | {cells} | `results/acceptance.md` |")
+            others = ", ".join(f"{s} {100 * r['mean']:.1f}% [{100 * r['ci_low']:.1f}, {100 * r['ci_high']:.1f}]"
+                               for s in ("sft+rerank", "contrastive+rerank", "catalog by similarity")
+                               if (judge, s) in table.index for r in [table.loc[(judge, s)]])
+            rows.append(f"| baselines, {judge} judge | not reported | {cells}" + (f"; {others}" if others else "")
+                        + " | `results/acceptance.md` |")
     return rows
 
 
@@ -109,10 +119,8 @@ def curve_rows(results: Path) -> list[str]:
 
 def domain_rows(results: Path, tol: dict[str, float]) -> list[str]:
     rows = []
-    for path in sorted(results.glob("acceptance_*.csv")):
-        if path.stem.endswith("_paired"):
-            continue
-        domain = path.stem.removeprefix("acceptance_")
+    for domain, name in check.domain_tables(results).items():
+        path = results / name
         t = pd.read_csv(path).set_index(["judge", "system"])
         judge = "simulated" if ("simulated", "sft") in t.index else t.index[0][0]
         cells = ", ".join(f"{s} {_with_tolerance(t.loc[(judge, s), 'mean'], tol[f'{domain}: {s}, {judge} judge'])}"
@@ -129,10 +137,43 @@ def ablation_rows(results: Path, tol: dict[str, float]) -> list[str]:
     t = pd.read_csv(path)
     t = t[t["judge"] == "simulated"] if "simulated" in set(t["judge"]) else t[t["judge"] == t["judge"].iloc[0]]
     cells = ", ".join(f"{r.system} {_with_tolerance(r.mean, tol[f'ablation: {r.system}, {r.judge} judge'])}"
-                      + (" *" if r.mcnemar_p_vs_main < 0.05 else "") for r in t.itertuples())
+                      + (" *" if r.p_holm < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
-            f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = McNemar p < 0.05 against the main recipe) "
-            f"| `results/ablations.md` |"]
+            f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = differs from the main recipe, Holm-adjusted "
+            f"p < 0.05 over {int(pd.read_csv(path)['p_vs_main'].notna().sum())} tests) | `results/ablations.md` |"]
+
+
+def findings_lines(results: Path) -> list[str]:
+    """What this run shows, in sentences written from the result files (`findings.py`)."""
+    def csv(name: str) -> pd.DataFrame | None:
+        return pd.read_csv(results / name) if (results / name).is_file() else None
+
+    table, gain, tests = csv("acceptance.csv"), csv("acceptance_gain.csv"), csv("acceptance_paired.csv")
+    out = ["", "### What this run shows", "",
+           "Generated from the same files; every sentence with a number or a direction is written by "
+           "`slm4offer/findings.py`.", "", "**The headline under each metric.**", ""]
+    out += [f"- {line}" for line in findings.headline(table, gain, tests).splitlines()]
+    out += [f"- {line}" for line in findings.targeting_sentences(table, gain)]
+    out += [f"- {findings.sweep_sentence(csv('acceptance_threshold_sweep.csv'))}"]
+    tables = {"main table (finance)": table}
+    domains = check.domain_tables(results)
+    for domain, name in domains.items():
+        tables[f"new domain ({domain})"] = csv(name)
+    ablations = csv("ablations.csv")
+    if ablations is not None:
+        tables["ablations"] = ablations
+    out += ["", "**Do the judges agree on the order of the systems?**", ""]
+    out += [f"- {line}" for line in findings.judge_agreement(tables)]
+    for domain, name in domains.items():
+        out += ["", f"**The new domain ({domain}).**", ""]
+        out += [f"- {line}" for line in findings.domain_sentences(csv(name), csv(f"acceptance_{domain}_gain.csv"),
+                                                                  domain)]
+    if ablations is not None:
+        out += ["", "**Ablations.**", ""] + [f"- {line}" for line in findings.ablation_sentences(ablations)]
+    out += ["", "**Table 1 and Figure 6.**", ""]
+    out += [f"- {line}" for line in findings.layer_sentences(csv("table1_layer_alphas.csv"))]
+    out += [f"- {findings.curve_sentence(csv('loss_stabilisation.csv'))}"]
+    return out
 
 
 def numbers_block(results: Path) -> str:
@@ -140,7 +181,7 @@ def numbers_block(results: Path) -> str:
     lines = ["| claim | paper | ours (default profile; (±x) = how far a rerun may move it, (exact) = not at all) "
              "| from |", "|---|---|---|---|"]
     lines += (headline_rows(results, tol) + validation_rows(results, tol) + layer_rows(results, tol)
-              + curve_rows(results) + domain_rows(results, tol) + ablation_rows(results, tol))
+              + curve_rows(results) + domain_rows(results, tol) + ablation_rows(results, tol) + findings_lines(results))
     return "\n".join([START, *lines, END])
 
 

@@ -119,3 +119,89 @@ def agreement(reference, judged, confidence_level: float = 0.95, n_resamples: in
     return Agreement(n=len(r), table=table, raw_agreement=float((r == j).mean()), chi2=chi2,
                      chi2_pvalue=p, kappa=float(kappa(r, j)), kappa_low=float(boot.confidence_interval.low),
                      kappa_high=float(boot.confidence_interval.high), confidence_level=confidence_level)
+
+
+@dataclass(frozen=True)
+class Difference:
+    """b - a on the same (seed, persona) grid, with a bootstrap CI and a two-sided p-value."""
+
+    a: float
+    b: float
+    diff: float
+    low: float
+    high: float
+    pvalue: float
+
+
+class SeedPersonaBootstrap:
+    """Percentile bootstrap over training seeds and test personas together.
+
+    Outcomes here sit on a grid: every training seed's model answers the same test personas, so
+    neither the (seed, persona) cells nor the seed means are independent draws. Resampling seeds
+    and personas independently, each with replacement (the "pigeonhole" bootstrap for crossed
+    factors; Owen 2007, Ann. Appl. Stat. 1(1)), keeps both sources of variance. Every system is
+    resampled with the same indices, so differences stay paired. A system that does not depend
+    on the training seed (one row) is resampled over personas only.
+
+    With three seeds the seed level takes only ten distinct resamples and understates the seed
+    variance by a factor (s - 1) / s; the intervals are therefore a lower bound on the
+    uncertainty from training, and are reported with the seed count beside them.
+    """
+
+    def __init__(self, n_seeds: int, n_personas: int, n_resamples: int = 4000, seed: int = 0,
+                 confidence_level: float = 0.95):
+        if n_seeds < 1 or n_personas < 1:
+            raise ValueError(f"need at least one seed and one persona, got {n_seeds} and {n_personas}")
+        rng = np.random.default_rng(seed)
+        self.n_seeds, self.n_personas, self.confidence_level = n_seeds, n_personas, confidence_level
+        self.seeds = rng.integers(n_seeds, size=(n_resamples, n_seeds))
+        self.personas = rng.integers(n_personas, size=(n_resamples, n_personas))
+
+    def _grid(self, values) -> np.ndarray:
+        x = np.asarray(values, dtype=float)
+        if x.ndim != 2 or x.shape[1] != self.n_personas or x.shape[0] not in (1, self.n_seeds):
+            raise ValueError(f"values must be (1 or {self.n_seeds} seeds) x {self.n_personas} personas, "
+                             f"got {x.shape}")
+        return x
+
+    def resampled_means(self, values) -> np.ndarray:
+        """The grid mean in every resample (NaN cells, e.g. judge errors, are left out)."""
+        x = self._grid(values)
+        rows = x[self.seeds] if x.shape[0] > 1 else x[np.zeros_like(self.seeds[:, :1])]
+        with warnings.catch_warnings():  # a resample of only NaN cells has no mean, and says so
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return np.nanmean(np.take_along_axis(rows, self.personas[:, None, :], axis=2), axis=(1, 2))
+
+    def interval(self, values) -> tuple[float, float]:
+        tail = 100 * (1 - self.confidence_level) / 2
+        with warnings.catch_warnings():  # no verdict at all (a judge without probabilities): NaN
+            warnings.simplefilter("ignore", RuntimeWarning)
+            low, high = np.nanpercentile(self.resampled_means(values), [tail, 100 - tail])
+        return float(low), float(high)
+
+    def difference(self, a, b) -> Difference:
+        """b - a, with both grids broadcast to the seeds (a seed-free system is the same in each)."""
+        x, y = self._grid(a), self._grid(b)
+        shape = (max(x.shape[0], y.shape[0]), self.n_personas)
+        d = np.broadcast_to(y, shape) - np.broadcast_to(x, shape)
+        dist = self.resampled_means(d)
+        dist = dist[~np.isnan(dist)]
+        tail = 100 * (1 - self.confidence_level) / 2
+        low, high = np.percentile(dist, [tail, 100 - tail])
+        below, above = (dist <= 0).sum(), (dist >= 0).sum()  # CI inversion: p < alpha iff the CI excludes 0
+        p = min(1.0, 2 * (min(below, above) + 1) / (len(dist) + 1))
+        return Difference(float(np.nanmean(x)), float(np.nanmean(y)), float(np.nanmean(d)), float(low),
+                          float(high), float(p))
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment (Holm 1979) of a family of p-values; NaN entries are not in
+    the family and stay NaN. Controls the family-wise error rate under any dependence."""
+    p = np.asarray(pvalues, dtype=float)
+    out = np.full(p.shape, np.nan)
+    tested = np.flatnonzero(~np.isnan(p))
+    if len(tested):
+        order = tested[np.argsort(p[tested], kind="stable")]
+        m = len(order)
+        out[order] = np.minimum(1.0, np.maximum.accumulate((m - np.arange(m)) * p[order]))
+    return out

@@ -17,17 +17,20 @@ def test_variants_change_one_setting_each_and_skip_the_main_recipe():
 def test_ablation_table_tests_each_variant_against_the_main_recipe_on_the_same_personas():
     def frame(system, accepts):
         return pd.DataFrame({"system": system, "seed": 0, "judge": "simulated",
-                             "persona_id": [f"p{i}" for i in range(len(accepts))], "offer": "o", "accept": accepts,
-                             "probability": 0.5, "reason": "r", "error": None})
+                             "persona_id": [f"p{i:02d}" for i in range(len(accepts))], "offer": "o", "offer_id": "x",
+                             "parsed": True, "in_catalogue": True, "u": 0.5, "accept": accepts,
+                             "probability": [0.9 if a else 0.1 for a in accepts], "reason": "r", "error": None})
 
-    main = [True] * 10 + [False] * 10
-    better = [True] * 18 + [False] * 2            # 8 personas gained, none lost
+    main = [True] * 20 + [False] * 20
+    better = [True] * 36 + [False] * 4            # 16 personas gained, none lost
     same = list(main)
     decisions = pd.concat([frame(BASE, main), frame("λ = 0.8", better), frame("τ = 0.2", same)], ignore_index=True)
     decisions["seed"] = decisions["seed"].astype("Int64")
     table = ablation_table(decisions, {BASE: {}, "λ = 0.8": {"lam": 0.8}, "τ = 0.2": {"tau": 0.2}}).set_index("system")
-    assert table.loc["λ = 0.8", "mcnemar_p_vs_main"] == pytest.approx(2 / 2 ** 8)
-    assert table.loc["τ = 0.2", "mcnemar_p_vs_main"] == 1.0
-    assert pd.isna(table.loc[BASE, "mcnemar_p_vs_main"])
+    assert table.loc["λ = 0.8", "points_vs_main"] == pytest.approx(40.0)
+    assert table.loc["λ = 0.8", "points_ci_low"] > 0 and table.loc["λ = 0.8", "p_holm"] < 0.05
+    assert table.loc["τ = 0.2", "points_vs_main"] == 0 and table.loc["τ = 0.2", "p_holm"] == 1.0
+    assert table.loc["λ = 0.8", "p_holm"] == pytest.approx(min(1, 2 * table.loc["λ = 0.8", "p_vs_main"])), "2 tests"
+    assert pd.isna(table.loc[BASE, "p_vs_main"]) and pd.isna(table.loc[BASE, "p_holm"])
     assert table.loc["λ = 0.8", "changes"] == "lam=0.8" and table.loc[BASE, "changes"] == "—"
     assert table.loc["λ = 0.8", "mean"] == pytest.approx(0.9)

@@ -92,3 +92,11 @@ def test_the_llm_client_code_counts_only_for_llm_generated_datasets(monkeypatch)
     monkeypatch.setattr(config, "LLM_GENERATOR_CODE", ("llm.py",))  # as if llm_generator.py were edited away
     assert world.stage_hash("dataset") == before[0]
     assert llm.stage_hash("dataset") != before[1]
+
+
+def test_summary_shows_the_settings_that_matter_and_what_else_changed():
+    text = load_config("smoke", judge_samples=7).summary()
+    for setting in ("profile=smoke", "domain='finance'", "lam=0.5", "tau=0.1", "epochs=2", "eval_seeds=2",
+                    "judges='simulated,learned'", "accept_threshold=0.5", "d_model=64"):
+        assert setting in text
+    assert text.splitlines()[-1] == "other settings changed from the defaults: judge_samples=7"

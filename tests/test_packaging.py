@@ -51,3 +51,12 @@ def test_reproduce_numbers_are_the_committed_results():
     text = (ROOT / "REPRODUCE.md").read_text()
     block = START + text.split(START, 1)[1].split(END, 1)[0] + END
     assert block == numbers_block(ROOT / "results"), "run `python -m slm4offer.reproduce` (make all does)"
+
+
+def test_committed_tables_follow_from_the_committed_per_persona_decisions():
+    from slm4offer import metrics
+
+    names = sorted(p.stem for p in (ROOT / "results" / "decisions").glob("*.csv"))
+    assert {"acceptance", "acceptance_ecommerce", "ablations"} <= set(names)
+    for name in names:
+        assert metrics.recompute(ROOT / "results", name) == [], f"python -m slm4offer.metrics: {name}"

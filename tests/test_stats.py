@@ -89,3 +89,35 @@ def test_mcnemar_exact_is_the_binomial_test_of_the_discordant_pairs():
 def test_seed_spread_uses_the_sample_standard_deviation():
     assert seed_spread([0.5, 0.6, 0.7]) == pytest.approx((0.6, 0.1))
     assert seed_spread([0.42]) == (0.42, 0.0)
+
+
+def test_seed_persona_bootstrap_pairs_systems_and_keeps_both_variances():
+    from slm4offer.stats import SeedPersonaBootstrap
+
+    rng = np.random.default_rng(1)
+    boot = SeedPersonaBootstrap(3, 300, n_resamples=2000, seed=0)
+    a = (rng.random((3, 300)) < 0.4).astype(float)
+    same = boot.difference(a, a)
+    assert (same.diff, same.low, same.high, same.pvalue) == (0.0, 0.0, 0.0, 1.0)
+    b = np.maximum(a, rng.random((3, 300)) < 0.15)  # b accepts everyone a does, and more
+    gain = boot.difference(a, b)
+    assert gain.low > 0 and gain.pvalue < 0.01 and gain.diff == pytest.approx(b.mean() - a.mean())
+    low, high = boot.interval(a)
+    assert low < a.mean() < high
+    seeded = np.vstack([a[0] * 0, a[1], np.ones(300)])  # seeds that differ wildly
+    persona_only = SeedPersonaBootstrap(1, 300, n_resamples=2000, seed=0).interval(seeded.mean(axis=0, keepdims=True))
+    both = boot.interval(seeded)
+    assert both[1] - both[0] > 3 * (persona_only[1] - persona_only[0]), "seed variance is kept"
+    flat = boot.difference(a[:1], b)  # a seed-free system is the same in every seed
+    assert flat.diff == pytest.approx((b - a[:1]).mean())
+    with pytest.raises(ValueError, match="seeds"):
+        boot.interval(np.zeros((2, 300)))
+
+
+def test_holm_matches_the_textbook_example():
+    from slm4offer.stats import holm
+
+    # Holm (1979) step-down: sorted p 0.01, 0.02, 0.03, 0.04 with m = 4 -> 0.04, 0.06, 0.06, 0.06
+    assert holm([0.03, 0.01, 0.04, 0.02]).tolist() == pytest.approx([0.06, 0.04, 0.06, 0.06])
+    out = holm([0.5, np.nan, 0.6])
+    assert np.isnan(out[1]) and out[[0, 2]].tolist() == pytest.approx([1.0, 1.0])
