@@ -5,7 +5,8 @@ differences grow through training: a rerun elsewhere is, in effect, a new draw o
 noise. So each number's tolerance comes from the spread the project already measures, never
 from a guess:
 
-- a mean over n training seeds with seed standard deviation s: a rerun's mean may move by
+- a mean over n training seeds with seed standard deviation s (thresholded, expected or sampled
+  acceptance alike): a rerun's mean may move by
   K * s * sqrt(2 / n) (K = 3 standard errors of the difference of two such means). s is never
   taken below the binomial spread of one seed's rate, sqrt(p (1 - p) / N) for N personas,
   because three seeds can understate it badly;
@@ -141,22 +142,35 @@ def fixed_tolerance(judge: str, n_personas: int) -> float:
     return 0.0 if judge == "simulated" else max(2 / n_personas, 0.01)
 
 
+# Each metric of an acceptance table: (name suffix, mean column, std column); the thresholded rate
+# keeps the table's own name ("acceptance: sft, simulated judge" / "acceptance (expected): ...").
+METRIC_COLUMNS = (("", "mean", "std"), (" (expected)", "expected", "expected_std"),
+                  (" (sampled)", "sampled", "sampled_std"))
+
+
 def acceptance_numbers(committed: pd.DataFrame, now: pd.DataFrame, label: str,
                        reference: pd.DataFrame | None = None) -> list[Number]:
-    """Each (judge, system) mean of an acceptance table; `reference` lends its seed spread to 1-seed tables."""
+    """Each (judge, system) mean of an acceptance table under every metric it has; `reference`
+    lends its seed spread to 1-seed tables."""
     c, n = committed.set_index(["judge", "system"]), now.set_index(["judge", "system"])
     ref = reference.set_index(["judge", "system"]) if reference is not None else None
     out = []
-    for (judge, system), row in c.iterrows():
-        personas = int(row["judged"] // row["seeds"])
-        if system not in UNTRAINED:
-            std, basis = row["std"], f"{int(row['seeds'])} seeds' spread"
-            if row["seeds"] < 2 and ref is not None:
-                std, basis = ref.loc[(judge, "contrastive"), "std"], "main table's contrastive seed spread"
-            tol = seed_tolerance(std, int(row["seeds"]), row["mean"], personas)
-        else:
-            tol, basis = fixed_tolerance(judge, personas), "no training: same data, same verdicts"
-        out.append(Number(f"{label}: {system}, {judge} judge", row["mean"], _get(n, (judge, system)), tol, basis))
+    for suffix, mean, spread in METRIC_COLUMNS:
+        if mean not in c.columns:
+            continue
+        for (judge, system), row in c.iterrows():
+            if pd.isna(row[mean]):  # a judge that gave no probabilities
+                continue
+            personas = int(row["judged"] // row["seeds"])
+            if system not in UNTRAINED:
+                std, basis = row[spread], f"{int(row['seeds'])} seeds' spread"
+                if row["seeds"] < 2 and ref is not None:
+                    std, basis = ref.loc[(judge, "contrastive"), spread], "main table's contrastive seed spread"
+                tol = seed_tolerance(std, int(row["seeds"]), row[mean], personas)
+            else:
+                tol, basis = fixed_tolerance(judge, personas), "no training: same data, same verdicts"
+            out.append(Number(f"{label}{suffix}: {system}, {judge} judge", row[mean],
+                              _get(n, (judge, system), mean), tol, basis))
     return out
 
 

@@ -54,6 +54,9 @@ def test_tolerances_follow_the_seed_spread():
     for system in ("sft+rerank", "contrastive+rerank", "catalog by similarity"):  # their offers come from training
         assert number(report, f"acceptance: {system}, simulated judge").tolerance > 0
     assert number(report, "acceptance: random, simulated judge").tolerance == 0
+    expected = number(report, "acceptance (expected): sft, simulated judge")
+    assert expected.tolerance == pytest.approx(3 * sft["expected_std"] * (2 / sft["seeds"]) ** 0.5)
+    assert number(report, "ecommerce (sampled): contrastive, learned judge").tolerance > 0
 
 
 def test_a_rerun_inside_the_tolerance_passes_and_outside_fails(results):
