@@ -45,15 +45,19 @@ endif
 check: $(STAMP)
 	$(BIN)/python -m slm4offer.check
 
-# Each notebook is executed in place (outputs are committed for readers); the stamp, written
-# after it, records the run, so an unchanged notebook and package are not run again.
-# Its wall time goes into results/manifest.json ("stages").
+# Each notebook is executed with the profile as a papermill parameter (recorded in it). The default
+# profile's run replaces the notebook in place (outputs are committed for readers); any other
+# profile's executed notebook goes beside its figures, figures/<profile>/notebooks/, and the
+# committed notebooks stay as they are. The stamp, written after it, records the run, so an
+# unchanged notebook and package are not run again. Its wall time goes into results/manifest.json.
+EXECUTED = $(if $(filter default,$(PROFILE)),notebooks,figures/$(PROFILE)/notebooks)
+
 artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
-	@mkdir -p $(@D)
+	@mkdir -p $(@D) $(EXECUTED)
 	@date +%s > $@.start
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/papermill --cwd notebooks -k python3 --log-level WARNING \
-		--execution-timeout 3600 $< notebooks/.$*.tmp.ipynb
-	mv notebooks/.$*.tmp.ipynb $<
+		-p profile $(PROFILE) --execution-timeout 3600 $< notebooks/.$*.$(PROFILE).tmp.ipynb
+	mv notebooks/.$*.$(PROFILE).tmp.ipynb $(EXECUTED)/$*.ipynb
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/python -m slm4offer.manifest $* $$(( $$(date +%s) - $$(cat $@.start) ))
 	touch $@
 

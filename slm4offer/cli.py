@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from slm4offer.config import JUDGES, Config, config_fields, load_config
+from slm4offer.config import JUDGES, STAGE_FIELDS, Config, config_fields, load_config
 
 EPILOG = """examples:
   slm4offer synthesize --domain finance --profile default
@@ -22,26 +22,59 @@ EPILOG = """examples:
   slm4offer evaluate --judge simulated --judge learned
   OPENAI_API_KEY=... slm4offer evaluate --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model my-model
   slm4offer validate-judge --judge learned --labels my_labels.csv
+  slm4offer offers --model artifacts/default/model-finance-contrastive-scratch-HASH --personas new.csv --out offers.csv
   slm4offer config --profile smoke
 """
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+# The settings each command reads, so its --help lists only those. Building the dataset may call
+# the LLM generator (generator=openai), so every stage that can build it offers its settings.
+LLM_CLIENT = ("llm_concurrency", "llm_max_attempts", "llm_timeout_s", "llm_backoff_s", "llm_max_error_share")
+DATASET = ("profile",) + STAGE_FIELDS["dataset"] + ("llm_base_url", "llm_model", "llm_temperature") + LLM_CLIENT
+GENERATE = DATASET + STAGE_FIELDS["generate"][len(STAGE_FIELDS["dataset"]):] + ("generation_batch_size",)
+JUDGING = ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt")
+COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
+    "synthesize": DATASET,
+    "train": DATASET + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):],
+    "generate": GENERATE,
+    "evaluate": GENERATE + JUDGING + ("eval_seeds", "baseline_candidates"),
+    "validate-judge": GENERATE + JUDGING + ("judge_samples",),
+    "config": tuple(f.name for f in config_fields()),
+}
+
+
+def _chosen_profile(argv: list[str] | None) -> Config | None:
+    """The configuration of the profile on the command line (or $SLM4OFFER_PROFILE), for --help;
+    None when it does not load (the command itself then reports why)."""
+    pre = argparse.ArgumentParser(add_help=False)
+    pre.add_argument("--profile")
+    try:
+        return load_config(pre.parse_known_args(argv)[0].profile)
+    except (ValueError, TypeError):
+        return None
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, command: str, defaults: Config | None) -> None:
     parser.add_argument("--config", dest="config_file", metavar="FILE",
                         help="YAML file of config fields (applied after the profile, before flags)")
     for f in config_fields():
+        if f.name not in COMMAND_FIELDS[command]:
+            continue
         flag = "--" + f.name.replace("_", "-")
         kind = f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(f.type, str)
+        shown = f"profile {defaults.profile}: {getattr(defaults, f.name)!r}" if defaults else f"{f.default!r}"
         parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                            help=f"{f.metadata['help']} (default: {f.default!r})")
+                            help=f"{f.metadata['help']} (default, {shown})")
 
 
 def _config(args: argparse.Namespace) -> Config:
-    fields = {f.name: getattr(args, f.name) for f in config_fields()}
+    fields = {f.name: getattr(args, f.name, None) for f in config_fields()}
     return load_config(fields.pop("profile"), args.config_file, **fields)
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The CLI; `argv` only chooses the profile whose defaults the help shows."""
+    defaults = _chosen_profile(argv)
     parser = argparse.ArgumentParser(
         prog="slm4offer",
         description="Reproduce SLM4Offer (arXiv 2508.15471): synthesise a customer/offer world, "
@@ -53,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
                            description="Synthesise personas, an offer catalog and a historical "
                                        "campaign, split by persona, and save a Hugging Face "
                                        "DatasetDict under artifacts/<profile>/.")
-    _add_config_flags(synth)
+    _add_config_flags(synth, "synthesize", defaults)
 
     val = sub.add_parser("validate-data", help="check your own campaign log and catalog (CSV/JSONL)",
                          description="Validate an interactions file (persona_id, persona, offer_id, "
@@ -77,17 +110,19 @@ def build_parser() -> argparse.ArgumentParser:
         stage.add_argument("--kind", choices=("sft", "contrastive"), required=True)
         if name == "generate":
             stage.add_argument("--split", choices=("train", "validation", "test"), default="test")
-        _add_config_flags(stage)
+        _add_config_flags(stage, name, defaults)
 
     evaluate = sub.add_parser("evaluate", help="judge every system's offers for the test personas "
                               "-> results/acceptance.*, figures/acceptance.*",
                               description="Train (or load) SFT and contrastive models for eval_seeds "
                                           "training seeds, generate their offers for the test personas, judge "
-                                          "them and the baselines (random, popular, best), and write the "
-                                          "acceptance table and figure with Wilson CIs and McNemar tests.")
+                                          "them and the baselines (random, popular, reranked, catalog by "
+                                          "similarity, best), and write the per-persona decisions, the "
+                                          "acceptance table (thresholded, expected and sampled acceptance, CIs "
+                                          "over seeds and personas), the comparisons and the figures.")
     evaluate.add_argument("--judge", action="append", choices=JUDGES, dest="judge_list",
                           help="a judge to use; repeat for several (default: the judges field)")
-    _add_config_flags(evaluate)
+    _add_config_flags(evaluate, "evaluate", defaults)
 
     check = sub.add_parser("validate-judge", help="agreement of a judge with reference labels "
                            "-> results/judge_validation.*",
@@ -97,15 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
                                        "2x2 table, chi-square, raw agreement, Cohen's kappa with a bootstrap CI.")
     check.add_argument("--judge", choices=JUDGES, default="learned", dest="judge_name")
     check.add_argument("--labels", type=Path, help="human-label CSV (template: examples/judge_labels/)")
-    _add_config_flags(check)
+    _add_config_flags(check, "validate-judge", defaults)
+
+    offers = sub.add_parser("offers", help="offers for a file of new personas from a trained model",
+                            description="Generate one offer per persona of a CSV/JSONL file (persona_id, persona, "
+                                        "any other columns kept) with a trained model, batched, and write them "
+                                        "as CSV or JSONL (by the --out suffix).")
+    offers.add_argument("--model", type=Path, required=True,
+                        help="a trained model: artifacts/<profile>/model-.../ (or its final/ folder)")
+    offers.add_argument("--personas", type=Path, required=True, help="CSV or JSONL with persona_id and persona")
+    offers.add_argument("--out", type=Path, required=True, help="output file, .csv or .jsonl")
+    offers.add_argument("--rerank", type=int, default=0, metavar="N",
+                        help="beam-search N candidates and keep the one closest to the persona in the model's "
+                             "embedding space (default: 0, greedy)")
+    offers.add_argument("--batch-size", type=int, default=64, help="personas per batch (default: 64)")
+    offers.add_argument("--device", default="auto", help="auto (a GPU when there is one), cpu or cuda[:N]")
 
     show = sub.add_parser("config", help="print the resolved configuration")
-    _add_config_flags(show)
+    _add_config_flags(show, "config", defaults)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     try:
         if args.command == "synthesize":
             from slm4offer.data import build_dataset, export_data_card
@@ -165,6 +214,12 @@ def main(argv: list[str] | None = None) -> int:
             result = validate_judge(cfg, args.judge_name, args.labels)
             print(summary(result).to_string())
             print("written:", ", ".join(str(p) for p in write_validation(cfg, result)))
+        elif args.command == "offers":
+            from slm4offer.offers import offers_for, read_personas, write_offers
+
+            rows = offers_for(args.model, read_personas(args.personas), args.rerank, args.batch_size, args.device)
+            out = write_offers(rows, args.out)
+            print(f"{len(rows)} offers for the personas of {args.personas} written to {out}")
         elif args.command == "config":
             cfg = _config(args)
             print(cfg.summary())
