@@ -18,6 +18,7 @@ EPILOG = """examples:
   slm4offer synthesize --domain path/to/my_domain.yaml --n-personas 2000 --seed 3
   slm4offer validate-data examples/user_data/interactions.csv --offers examples/user_data/offers.csv --out my_dataset
   slm4offer train --kind contrastive --profile default --lam 0.5
+  slm4offer train --kind contrastive --data my_dataset              # your own data, from validate-data --out
   slm4offer generate --kind sft --profile smoke --num-beams 4
   slm4offer evaluate --judge simulated --judge learned
   OPENAI_API_KEY=... slm4offer evaluate --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model my-model
@@ -31,11 +32,12 @@ EPILOG = """examples:
 # the LLM generator (generator=openai), so every stage that can build it offers its settings.
 LLM_CLIENT = ("llm_concurrency", "llm_max_attempts", "llm_timeout_s", "llm_backoff_s", "llm_max_error_share")
 DATASET = ("profile",) + STAGE_FIELDS["dataset"] + ("llm_base_url", "llm_model", "llm_temperature") + LLM_CLIENT
-GENERATE = DATASET + STAGE_FIELDS["generate"][len(STAGE_FIELDS["dataset"]):] + ("generation_batch_size",)
+TRAIN = DATASET + ("data",) + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):]
+GENERATE = TRAIN + STAGE_FIELDS["generate"][len(STAGE_FIELDS["train"]):] + ("generation_batch_size",)
 JUDGING = ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt")
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "synthesize": DATASET,
-    "train": DATASET + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):],
+    "train": TRAIN,
     "generate": GENERATE,
     "evaluate": GENERATE + JUDGING + ("eval_seeds", "baseline_candidates"),
     "validate-judge": GENERATE + JUDGING + ("judge_samples",),

@@ -38,6 +38,9 @@ class Config:
 
     profile: str = _f("default", "Named profile: smoke (CI, seconds), default (2-core CPU), "
                       "paper (T5-Small scale, GPU).")
+    data: str = _f("", "Your own dataset instead of the synthetic world: the folder that `slm4offer "
+                   "validate-data ... --out DIR` writes. Every stage reads it; the simulated customer and the "
+                   "best-offer ceiling exist only for synthetic worlds.")
     domain: str = _f("finance", "Built-in domain name (finance, ecommerce) or path to a domain YAML.")
     seed: int = _f(0, "Seed of the synthetic world, the campaign and the splits.")
     generator: str = _f("world", "Where personas and offer texts come from: 'world' (templates) "
@@ -118,6 +121,9 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_types(self)
+        if self.data and not (Path(self.data) / "dataset_dict.json").is_file():
+            raise ValueError(f"data={self.data!r}: not a dataset folder (write one with `slm4offer validate-data "
+                             "INTERACTIONS --offers OFFERS --out DIR`)")
         if self.profile not in PROFILES:
             raise ValueError(f"profile={self.profile!r}: unknown profile (known: {', '.join(PROFILES)})")
         if self.generator not in ("world", "openai"):
@@ -194,7 +200,13 @@ class Config:
         if self.generator == "openai":
             names += ["llm_model", "llm_temperature"]
         payload = {n: getattr(self, n) for n in names} | extra
-        payload["domain_digest"] = domain_digest(self.domain)
+        if self.data:  # your own dataset: its content decides, not the synthetic world's settings
+            from slm4offer.userdata import dataset_digest
+
+            payload = {n: v for n, v in payload.items() if n not in STAGE_FIELDS["dataset"]}
+            payload["data_digest"] = dataset_digest(self.dataset_dir)
+        else:
+            payload["domain_digest"] = domain_digest(self.domain)
         package = Path(__file__).parent
         files = STAGE_CODE[stage] + (LLM_GENERATOR_CODE if self.generator == "openai" else ())
         payload["code_digest"] = hashlib.sha256(b"".join((package / f).read_bytes() for f in files)).hexdigest()
@@ -208,16 +220,19 @@ class Config:
 
     @property
     def dataset_dir(self) -> Path:
+        if self.data:
+            return Path(self.data).resolve()
         return self.artifacts_dir / f"dataset-{domain_name(self.domain)}-{self.stage_hash('dataset')}"
 
     @property
     def figures_dir(self) -> Path:
-        """`figures/` for the default profile (committed); `figures/<profile>/` otherwise."""
-        return _profile_dir("figures", self.profile)
+        """`figures/` for the default profile (committed); `figures/<profile>/` otherwise; with your
+        own data, `data/<its folder name>/` below that, so it never overwrites the synthetic world's."""
+        return _profile_dir("figures", self.profile, self.data)
 
     @property
     def results_dir(self) -> Path:
-        return _profile_dir("results", self.profile)
+        return _profile_dir("results", self.profile, self.data)
 
     @property
     def llm_cache_dir(self) -> Path:
@@ -243,7 +258,7 @@ class Config:
 
 # What `Config.summary` always shows, by what it decides.
 SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
-    "world": ("domain", "seed", "generator", "n_personas", "catalog_size"),
+    "world": ("data", "domain", "seed", "generator", "n_personas", "catalog_size"),
     "model": ("init", "pretrained_model", "d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size"),
     "training": ("lam", "tau", "negatives", "hard_negatives", "epochs", "batch_size", "learning_rate", "train_seed"),
     "evaluation": ("eval_seeds", "judges", "accept_threshold", "num_beams", "rerank_candidates",
@@ -350,6 +365,11 @@ def llm_endpoint_configured(base_url: str) -> bool:
     return bool(base_url or os.environ.get("OPENAI_BASE_URL") or os.environ.get("OPENAI_API_KEY"))
 
 
+def dataset_label(cfg: Config) -> str:
+    """What a caption calls the data: 'finance world' or 'your data (my_dataset)'."""
+    return f"your data ({Path(cfg.data).name})" if cfg.data else f"{domain_name(cfg.domain)} world"
+
+
 def domain_name(domain: str) -> str:
     """'finance' for 'finance' or for a path like 'my/finance.yaml'."""
     return Path(domain).stem if domain.endswith((".yaml", ".yml")) else domain
@@ -367,9 +387,10 @@ def repo_root() -> Path:
     return here
 
 
-def _profile_dir(kind: str, profile: str) -> Path:
+def _profile_dir(kind: str, profile: str, data: str = "") -> Path:
     base = repo_root() / kind
-    return base if profile == "default" else base / profile
+    base = base if profile == "default" else base / profile
+    return base / "data" / Path(data).resolve().name if data else base
 
 
 def config_fields() -> list[dataclasses.Field]:

@@ -27,12 +27,12 @@ import numpy as np
 import pandas as pd
 
 from slm4offer import metrics, paper, provenance
-from slm4offer.config import Config, domain_name
+from slm4offer.config import Config, dataset_label
 from slm4offer.data import build_dataset, load_catalog
 from slm4offer.domains import load_domain
 from slm4offer.files import latex_text
 from slm4offer.generation import generate, rerank
-from slm4offer.judges import Judge, make_judge
+from slm4offer.judges import Judge, check_judge, make_judge
 from slm4offer.modeling import resolve_source
 from slm4offer.plots import acceptance_bars, save_figure, save_results, threshold_sweep
 from slm4offer.stats import Proportion, wilson_ci
@@ -41,6 +41,7 @@ from slm4offer.world import SimulatedCustomer, parse_offer
 
 SYSTEMS = metrics.SYSTEMS
 UNSEEDED = ("popular", "best")  # systems that do not depend on the training seed
+WORLD_ONLY = ("best",)  # systems that read the simulated customer: synthetic worlds only
 
 
 @dataclass
@@ -88,6 +89,8 @@ def system_offers(cfg: Config, system: str, seed: int, progress: bool = True) ->
         top = min(counts, key=lambda o: (-counts[o], o))  # ties: the smallest id, deterministically
         return [next(o.text for o in catalog if o.offer_id == top)] * len(test)
     if system == "best":
+        if cfg.data:
+            raise ValueError("system 'best' reads the simulated customer, which your own data does not have")
         customer = SimulatedCustomer(load_domain(cfg.domain), cfg.seed)
         p = customer.probability(list(test), [o.slots for o in catalog])
         return [catalog[j].text for j in p.argmax(axis=1)]
@@ -101,10 +104,15 @@ def evaluate(cfg: Config, judges: list[str] | None = None, systems: tuple[str, .
     Trains (or loads) the models of `eval_seeds` training seeds and generates their offers
     (both cached), so the first call on a profile takes as long as that training.
     """
+    judges = judges or cfg.judge_names
+    for name in judges:  # before hours of training, not after
+        check_judge(cfg, name)
     test = list(build_dataset(cfg, progress=progress)["test"])
+    if cfg.data:  # no simulated customer, so no best-offer ceiling
+        systems = tuple(s for s in systems if s not in WORLD_ONLY)
     offers = {(system, seed): system_offers(cfg, system, cfg.train_seed if seed is None else seed, progress)
               for system in systems for seed in ([None] if system in UNSEEDED else train_seeds(cfg))}
-    decisions = judge_all(cfg, test, offers, judges or cfg.judge_names, progress)
+    decisions = judge_all(cfg, test, offers, judges, progress)
     return AcceptanceRun(decisions, resolve_source(cfg).kind, train_seeds(cfg), len(test))
 
 
@@ -120,26 +128,45 @@ def judge_all(cfg: Config, personas: list[dict], offers: dict[tuple[str, int | N
               judges: list[str], progress: bool = True) -> pd.DataFrame:
     """One row per judge, (system, seed) and persona: what was offered, whether it names a catalog
     offer, the verdict with its probability, reason or error, and the persona's draw `u`."""
-    domain = load_domain(cfg.domain)
-    catalog_ids = {o.offer_id for o in load_catalog(cfg.dataset_dir)}
     ids = [p["persona_id"] for p in personas]
     u = persona_draws(cfg, ids)
+    read = offer_reader(cfg)
     frames = []
     for name in judges:
         judge: Judge = make_judge(cfg, name, progress=progress)
         for (system, seed), texts in offers.items():
-            parsed = [parse_offer(domain, text) for text in texts]
+            facts = [read(text) for text in texts]
             decisions = judge(personas, texts)
             frames.append(pd.DataFrame({
                 "system": system, "seed": seed, "persona_id": ids, "offer": texts,
-                "offer_id": [x.offer_id if x.ok else None for x in parsed], "parsed": [x.ok for x in parsed],
-                "in_catalogue": [x.ok and x.offer_id in catalog_ids for x in parsed], "u": [u[i] for i in ids],
+                "offer_id": [f[0] for f in facts], "parsed": [f[1] for f in facts],
+                "in_catalogue": [f[2] for f in facts], "u": [u[i] for i in ids],
                 "judge": name, "accept": [d.accept for d in decisions],
                 "probability": [d.probability for d in decisions], "reason": [d.reason for d in decisions],
                 "error": [d.error for d in decisions]}))
     decisions = pd.concat(frames, ignore_index=True)
     decisions["seed"] = decisions["seed"].astype("Int64")
     return decisions
+
+
+def offer_reader(cfg: Config):
+    """text -> (offer id or None, parsed, in the catalogue). A synthetic world reads the slots back
+    from the text; your own catalogue has no slots, so an offer is one of it when its text is a
+    catalogue offer's (spacing and case aside)."""
+    catalog = load_catalog(cfg.dataset_dir)
+    if cfg.data:
+        by_text = {" ".join(o.text.lower().split()): o.offer_id for o in catalog}
+
+        def read(text: str) -> tuple[str | None, bool, bool]:
+            oid = by_text.get(" ".join(text.lower().split()))
+            return oid, oid is not None, oid is not None
+        return read
+    domain, ids = load_domain(cfg.domain), {o.offer_id for o in catalog}
+
+    def parse(text: str) -> tuple[str | None, bool, bool]:
+        x = parse_offer(domain, text)
+        return (x.offer_id if x.ok else None), x.ok, x.ok and x.offer_id in ids
+    return parse
 
 
 def judged_rate(judge: Judge, split, generations: list[dict]) -> Proportion:
@@ -155,7 +182,7 @@ def caption(cfg: Config, run: AcceptanceRun, commit: str, figure: bool = False) 
     spread = ("Bars: mean over seeds; whiskers: 95% CI; dots: single seeds. " if figure
               else "Mean ± std over seeds, with the 95% CI in brackets. ")
     return (f"Acceptance of the offer each system gives the {run.n_personas} test personas "
-            f"({domain_name(cfg.domain)} world, profile {cfg.profile}, world seed {cfg.seed}; "
+            f"({dataset_label(cfg)}, profile {cfg.profile}" + ("" if cfg.data else f", world seed {cfg.seed}") + "; "
             f"T5 {run.model_source}, training seeds {seeds}; judges: "
             f"{', '.join(sorted(set(run.decisions['judge'])))}; accept when P(accept) ≥ {cfg.accept_threshold}; "
             f"rerankers: the contrastive model of the same seed, {cfg.baseline_candidates} beam candidates). "
@@ -232,7 +259,7 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance
                        f"{name}_threshold_sweep.csv": res.sweep.to_csv(index=False),
                        f"decisions/{name}.csv": metrics.to_wide(res.run.decisions).to_csv(index=False)}, record)
     sweep = threshold_sweep(res.sweep, cfg.accept_threshold,
-                            f"Acceptance against the judge's threshold ({domain_name(cfg.domain)}, profile "
+                            f"Acceptance against the judge's threshold ({dataset_label(cfg)}, profile "
                             f"{cfg.profile}, mean over training seeds {', '.join(map(str, res.run.seeds))}; "
                             f"commit {record['git_commit']}).")
     save_figure(sweep, f"{name}_threshold_sweep", cfg, stage="generate", **extra)

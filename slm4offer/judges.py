@@ -157,10 +157,18 @@ def judge_prompt(cfg: Config) -> str:
     return path.read_text()
 
 
-def make_judge(cfg: Config, name: str, progress: bool = True) -> Judge:
-    """The judge called `name` for `cfg`'s dataset (the learned one is trained or loaded)."""
+def check_judge(cfg: Config, name: str) -> None:
+    """Fail before any work on a judge that cannot exist for `cfg`, saying what to use instead."""
     if name not in JUDGES:
         raise ValueError(f"judge={name!r}: must be one of {', '.join(JUDGES)}")
+    if name == "simulated" and cfg.data:
+        raise ValueError(f"judge 'simulated' is the synthetic world's customer and does not exist for your own "
+                         f"data (data={cfg.data!r}): use the learned judge (--judge learned) or an LLM (--judge llm)")
+
+
+def make_judge(cfg: Config, name: str, progress: bool = True) -> Judge:
+    """The judge called `name` for `cfg`'s dataset (the learned one is trained or loaded)."""
+    check_judge(cfg, name)
     build_dataset(cfg, progress=progress)  # the catalog and splits every judge reads
     domain = load_domain(cfg.domain)
     if name == "simulated":
@@ -176,4 +184,5 @@ def make_judge(cfg: Config, name: str, progress: bool = True) -> Judge:
     chat = JSONChat(cfg.judge_model, cfg.llm_cache_dir, base_url=cfg.judge_base_url, api_key=llm_api_key(),
                     temperature=0.0, concurrency=cfg.llm_concurrency, max_attempts=cfg.llm_max_attempts,
                     timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s, max_error_share=cfg.llm_max_error_share)
-    return LLMJudge(chat, judge_prompt(cfg), domain.description, progress=progress)
+    description = "a company selling to individual customers." if cfg.data else domain.description
+    return LLMJudge(chat, judge_prompt(cfg), description, progress=progress)

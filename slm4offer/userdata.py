@@ -15,6 +15,8 @@ Two files, the way real campaign logs look:
 from __future__ import annotations
 
 import csv
+import functools
+import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -183,6 +185,23 @@ def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[d
     return list(personas.values()), catalog
 
 
+def dataset_digest(folder: str | Path) -> str:
+    """SHA-256 of a dataset folder's files (names and bytes): what a model trained on it depends on.
+    Cached per folder state, so the many stage hashes of one run read the files once."""
+    folder = Path(folder)
+    state = tuple(sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
+                         for p in folder.rglob("*") if p.is_file()))
+    return _digest(str(folder), state)
+
+
+@functools.lru_cache(maxsize=16)
+def _digest(folder: str, state: tuple) -> str:
+    h = hashlib.sha256()
+    for name, _, _ in state:
+        h.update(name.encode() + b"\0" + (Path(folder) / name).read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def _first_row_of(path: Path, pid: str, oid: str) -> int:
     """Where (persona, offer) first occurs: read again on this error path, not kept for every row."""
     return next(i for i, rec in read_records(path, INTERACTION_COLUMNS)
@@ -209,6 +228,31 @@ def build_user_dataset(interactions: str | Path, offers: str | Path, out: str | 
               "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
     data.save_dataset(Path(out), dd, catalog, card, record)
     return Path(out)
+
+
+def export_campaign_log(cfg, folder: str | Path, personas: int | None = None) -> tuple[Path, Path]:
+    """A synthetic world's campaign written as your own data would come: interactions.csv (one row
+    per offer shown) and offers.csv, for `personas` of its personas (all by default). Trying the
+    own-data path on it exercises every step at a realistic size. Returns the two files."""
+    dd = data.build_dataset(cfg, progress=False)
+    catalog = data.load_catalog(cfg.dataset_dir)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    offers = folder / "offers.csv"
+    with offers.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(OFFER_FILE_COLUMNS)
+        out.writerows((o.offer_id, o.text) for o in catalog)
+    log = folder / "interactions.csv"
+    rows = [row for split in data.SPLITS for row in dd[split]]
+    rows.sort(key=lambda r: r["persona_id"])
+    with log.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(INTERACTION_COLUMNS)
+        for row in rows[:personas]:
+            for accepted, column in ((1, "accepted_offer_ids"), (0, "rejected_offer_ids")):
+                out.writerows((row["persona_id"], row["persona"], oid, accepted) for oid in row[column])
+    return log, offers
 
 
 def write_example_log(folder: str | Path, rows: int, offers: int = 200, shown_per_persona: int = 10,
