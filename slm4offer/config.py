@@ -39,8 +39,9 @@ class Config:
     profile: str = _f("default", "Named profile: smoke (CI, seconds), default (2-core CPU), "
                       "paper (T5-Small scale, GPU).")
     data: str = _f("", "Your own dataset instead of the synthetic world: the folder that `slm4offer "
-                   "validate-data ... --out DIR` writes. Every stage reads it; the simulated customer and the "
-                   "best-offer ceiling exist only for synthetic worlds.")
+                   "validate-data ... --out DIR` writes (a relative path is relative to the project folder). "
+                   "Every stage reads it; the simulated customer and the best-offer ceiling exist only for "
+                   "synthetic worlds.")
     domain: str = _f("finance", "Built-in domain name (finance, ecommerce) or path to a domain YAML.")
     seed: int = _f(0, "Seed of the synthetic world, the campaign and the splits.")
     generator: str = _f("world", "Where personas and offer texts come from: 'world' (templates) "
@@ -121,9 +122,14 @@ class Config:
 
     def __post_init__(self) -> None:
         _check_types(self)
-        if self.data and not (Path(self.data) / "dataset_dict.json").is_file():
-            raise ValueError(f"data={self.data!r}: not a dataset folder (write one with `slm4offer validate-data "
-                             "INTERACTIONS --offers OFFERS --out DIR`)")
+        if self.data:
+            path = (repo_root() / Path(self.data).expanduser()).resolve()  # relative: to the project folder
+            if not (path / "dataset_dict.json").is_file():
+                raise ValueError(f"data={self.data!r}: not a dataset folder (write one with `slm4offer "
+                                 "validate-data INTERACTIONS --offers OFFERS --out DIR`)")
+            # kept relative to the project when inside it, so no machine's path reaches results/
+            inside = path.is_relative_to(repo_root())
+            object.__setattr__(self, "data", path.relative_to(repo_root()).as_posix() if inside else str(path))
         if self.profile not in PROFILES:
             raise ValueError(f"profile={self.profile!r}: unknown profile (known: {', '.join(PROFILES)})")
         if self.generator not in ("world", "openai"):
@@ -221,7 +227,7 @@ class Config:
     @property
     def dataset_dir(self) -> Path:
         if self.data:
-            return Path(self.data).resolve()
+            return repo_root() / self.data  # an absolute `data` stays as it is
         return self.artifacts_dir / f"dataset-{domain_name(self.domain)}-{self.stage_hash('dataset')}"
 
     @property
@@ -246,7 +252,9 @@ class Config:
         """The settings every result depends on, grouped, then any other field that differs from
         the defaults: a notebook's first output says what ran without reading the profile table."""
         lines = [f"profile={self.profile}"]
-        for group, names in SUMMARY_FIELDS.items():
+        groups = SUMMARY_FIELDS if not self.data else {  # your own data: no world to describe
+            "data": ("data",), **{k: v for k, v in SUMMARY_FIELDS.items() if k != "world"}}
+        for group, names in groups.items():
             lines.append(f"{group}: " + " ".join(f"{n}={getattr(self, n)!r}" for n in names))
         shown = {n for names in SUMMARY_FIELDS.values() for n in names} | {"profile"}
         other = [f"{f.name}={getattr(self, f.name)!r}" for f in dataclasses.fields(self)
