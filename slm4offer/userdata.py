@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from slm4offer import data
+from slm4offer.config import Config
 from slm4offer.world import Offer
 
 INTERACTION_COLUMNS = ("persona_id", "persona", "offer_id", "accepted")
@@ -230,29 +231,29 @@ def build_user_dataset(interactions: str | Path, offers: str | Path, out: str | 
     return Path(out)
 
 
-def export_campaign_log(cfg, folder: str | Path, personas: int | None = None) -> tuple[Path, Path]:
+def export_campaign_log(cfg: Config, folder: str | Path, personas: int | None = None) -> tuple[Path, Path]:
     """A synthetic world's campaign written as your own data would come: interactions.csv (one row
     per offer shown) and offers.csv, for `personas` of its personas (all by default). Trying the
     own-data path on it exercises every step at a realistic size. Returns the two files."""
     dd = data.build_dataset(cfg, progress=False)
-    catalog = data.load_catalog(cfg.dataset_dir)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    offers = folder / "offers.csv"
-    with offers.open("w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(OFFER_FILE_COLUMNS)
-        out.writerows((o.offer_id, o.text) for o in catalog)
-    log = folder / "interactions.csv"
-    rows = [row for split in data.SPLITS for row in dd[split]]
-    rows.sort(key=lambda r: r["persona_id"])
-    with log.open("w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(INTERACTION_COLUMNS)
-        for row in rows[:personas]:
-            for accepted, column in ((1, "accepted_offer_ids"), (0, "rejected_offer_ids")):
-                out.writerows((row["persona_id"], row["persona"], oid, accepted) for oid in row[column])
+    offers = _write_csv(folder / "offers.csv", OFFER_FILE_COLUMNS,
+                        ((o.offer_id, o.text) for o in data.load_catalog(cfg.dataset_dir)))
+    rows = sorted((row for split in data.SPLITS for row in dd[split]), key=lambda r: r["persona_id"])
+    log = _write_csv(folder / "interactions.csv", INTERACTION_COLUMNS,
+                     ((row["persona_id"], row["persona"], oid, accepted) for row in rows[:personas]
+                      for accepted, column in ((1, "accepted_offer_ids"), (0, "rejected_offer_ids"))
+                      for oid in row[column]))
     return log, offers
+
+
+def _write_csv(path: Path, header, rows) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", newline="", encoding="utf-8") as fh:
+        out = csv.writer(fh)
+        out.writerow(header)
+        out.writerows(rows)
+    return path
 
 
 def write_example_log(folder: str | Path, rows: int, offers: int = 200, shown_per_persona: int = 10,
@@ -266,13 +267,9 @@ def write_example_log(folder: str | Path, rows: int, offers: int = 200, shown_pe
 
     rng = np.random.default_rng(seed)
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    catalog = folder / "offers.csv"
-    with catalog.open("w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh)
-        out.writerow(OFFER_FILE_COLUMNS)
-        out.writerows((f"o{j:04d}", f"Offer {j}: a card with {j % 7 + 1}% cashback, in the app.")
-                      for j in range(offers))
+    catalog = _write_csv(folder / "offers.csv", OFFER_FILE_COLUMNS,
+                         ((f"o{j:04d}", f"Offer {j}: a card with {j % 7 + 1}% cashback, in the app.")
+                          for j in range(offers)))
     log = folder / "interactions.csv"
     with log.open("w", newline="", encoding="utf-8") as fh:
         out = csv.writer(fh)
