@@ -398,7 +398,7 @@ def repo_root() -> Path:
 def _profile_dir(kind: str, profile: str, data: str = "") -> Path:
     base = repo_root() / kind
     base = base if profile == "default" else base / profile
-    return base / "data" / Path(data).resolve().name if data else base
+    return base / "data" / Path(data).name if data else base
 
 
 def config_fields() -> list[dataclasses.Field]:
