@@ -58,6 +58,7 @@ artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/papermill --cwd notebooks -k python3 --log-level WARNING \
 		-p profile $(PROFILE) --execution-timeout 3600 $< notebooks/.$*.$(PROFILE).tmp.ipynb
 	mv notebooks/.$*.$(PROFILE).tmp.ipynb $(EXECUTED)/$*.ipynb
+	$(BIN)/python -m slm4offer.notebooks $(EXECUTED)/$*.ipynb  # the recorded profile: kept, skipped by nbval
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/python -m slm4offer.manifest $* $$(( $$(date +%s) - $$(cat $@.start) ))
 	touch $@
 

@@ -79,3 +79,23 @@ def test_the_profile_is_a_papermill_parameter_and_only_default_replaces_the_comm
         moves = [c.split()[-1] for c in commands if c.startswith("mv notebooks/.")]
         assert len(runs) == len(notebooks) and all(f"-p profile {profile}" in c for c in runs)
         assert moves == [f"{folder}/{name}.ipynb" for name in notebooks]
+
+
+def test_committed_notebooks_record_the_default_profile_and_nbval_skips_that_record(tmp_path):
+    import json
+    import shutil
+
+    from slm4offer.notebooks import mark_injected_parameters
+
+    for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = json.loads(path.read_text())
+        injected = [c for c in nb["cells"] if "injected-parameters" in c["metadata"].get("tags", [])]
+        assert len(injected) == 1 and 'profile = "default"' in "".join(injected[0]["source"]), path.name
+        assert "nbval-skip" in injected[0]["metadata"]["tags"], f"{path.name}: make test would run the default profile"
+        assert nb["metadata"]["papermill"]["parameters"] == {"profile": "default"}
+    copy = Path(shutil.copy(ROOT / "notebooks" / "03_contrastive_finetuning.ipynb", tmp_path / "nb.ipynb"))
+    nb = json.loads(copy.read_text())
+    for cell in nb["cells"]:
+        cell["metadata"]["tags"] = [t for t in cell["metadata"].get("tags", []) if t != "nbval-skip"]
+    copy.write_text(json.dumps(nb))
+    assert mark_injected_parameters(copy) == 1 and mark_injected_parameters(copy) == 0
