@@ -207,10 +207,10 @@ class Config:
             names += ["llm_model", "llm_temperature"]
         payload = {n: getattr(self, n) for n in names} | extra
         if self.data:  # your own dataset: its content decides, not the synthetic world's settings
-            from slm4offer.userdata import dataset_digest
+            from slm4offer.provenance import dataset_fingerprint  # provenance imports this module
 
             payload = {n: v for n, v in payload.items() if n not in STAGE_FIELDS["dataset"]}
-            payload["data_digest"] = dataset_digest(self.dataset_dir)
+            payload["data_digest"] = dataset_fingerprint(self.dataset_dir)
         else:
             payload["domain_digest"] = domain_digest(self.domain)
         package = Path(__file__).parent

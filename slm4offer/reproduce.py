@@ -134,13 +134,13 @@ def ablation_rows(results: Path, tol: dict[str, float]) -> list[str]:
     path = results / "ablations.csv"
     if not path.is_file():
         return []
-    t = pd.read_csv(path)
-    t = t[t["judge"] == "simulated"] if "simulated" in set(t["judge"]) else t[t["judge"] == t["judge"].iloc[0]]
+    every = pd.read_csv(path)
+    t = every[every["judge"] == ("simulated" if "simulated" in set(every["judge"]) else every["judge"].iloc[0])]
     cells = ", ".join(f"{r.system} {_with_tolerance(r.mean, tol[f'ablation: {r.system}, {r.judge} judge'])}"
                       + (" *" if r.p_holm < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
             f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = differs from the main recipe, Holm-adjusted "
-            f"p < 0.05 over {int(pd.read_csv(path)['p_vs_main'].notna().sum())} tests) | `results/ablations.md` |"]
+            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests) | `results/ablations.md` |"]
 
 
 def findings_lines(results: Path) -> list[str]:

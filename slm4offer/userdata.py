@@ -15,8 +15,6 @@ Two files, the way real campaign logs look:
 from __future__ import annotations
 
 import csv
-import functools
-import hashlib
 import json
 import math
 from collections.abc import Iterator
@@ -184,23 +182,6 @@ def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[d
             raise DataValidationError(path, first_row[pid], "accepted",
                                       f"persona {pid!r} has no accepted offer (a positive is needed)")
     return list(personas.values()), catalog
-
-
-def dataset_digest(folder: str | Path) -> str:
-    """SHA-256 of a dataset folder's files (names and bytes): what a model trained on it depends on.
-    Cached per folder state, so the many stage hashes of one run read the files once."""
-    folder = Path(folder)
-    state = tuple(sorted((p.relative_to(folder).as_posix(), p.stat().st_size, p.stat().st_mtime_ns)
-                         for p in folder.rglob("*") if p.is_file()))
-    return _digest(str(folder), state)
-
-
-@functools.lru_cache(maxsize=16)
-def _digest(folder: str, state: tuple) -> str:
-    h = hashlib.sha256()
-    for name, _, _ in state:
-        h.update(name.encode() + b"\0" + (Path(folder) / name).read_bytes() + b"\0")
-    return h.hexdigest()
 
 
 def _first_row_of(path: Path, pid: str, oid: str) -> int:
