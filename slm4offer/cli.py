@@ -7,6 +7,7 @@ notebooks and YAML config files always offer the same settings.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -19,6 +20,7 @@ EPILOG = """examples:
   slm4offer validate-data examples/user_data/interactions.csv --offers examples/user_data/offers.csv --out my_dataset
   slm4offer train --kind contrastive --profile default --lam 0.5
   slm4offer train --kind contrastive --data my_dataset              # your own data, from validate-data --out
+  torchrun --nproc-per-node 2 -m slm4offer train --kind contrastive   # several processes or GPUs, one global batch
   slm4offer generate --kind sft --profile smoke --num-beams 4
   slm4offer evaluate --judge simulated --judge learned
   OPENAI_API_KEY=... slm4offer evaluate --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model my-model
@@ -32,7 +34,7 @@ EPILOG = """examples:
 # the LLM generator (generator=openai), so every stage that can build it offers its settings.
 LLM_CLIENT = ("llm_concurrency", "llm_max_attempts", "llm_timeout_s", "llm_backoff_s", "llm_max_error_share")
 DATASET = ("profile",) + STAGE_FIELDS["dataset"] + ("llm_base_url", "llm_model", "llm_temperature") + LLM_CLIENT
-TRAIN = DATASET + ("data",) + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):]
+TRAIN = DATASET + ("data",) + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):] + ("report_to", "device")
 GENERATE = TRAIN + STAGE_FIELDS["generate"][len(STAGE_FIELDS["train"]):] + ("generation_batch_size",)
 JUDGING = ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt")
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -63,10 +65,18 @@ def _add_config_flags(parser: argparse.ArgumentParser, command: str, defaults: C
         if f.name not in COMMAND_FIELDS[command]:
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float}.get(f.type, str)
+        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": _bool}.get(f.type, str)
         shown = f"profile {defaults.profile}: {getattr(defaults, f.name)!r}" if defaults else f"{f.default!r}"
         parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
                             help=f"{f.metadata['help']} (default, {shown})")
+
+
+def _bool(text: str) -> bool:
+    """'true'/'false' (also 1/0, yes/no) for a bool setting such as --bf16."""
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"{text!r}: use true or false")
+    return value
 
 
 def _config(args: argparse.Namespace) -> Config:
@@ -157,6 +167,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
+    processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
+    if processes > 1 and args.command != "train":
+        print(f"slm4offer {args.command}: error: only `train` runs on several processes ({processes} launched); "
+              "run this command as one process (it reuses the trained models)", file=sys.stderr)
+        return 2
     try:
         if args.command == "synthesize":
             from slm4offer.data import build_dataset, export_data_card
@@ -182,6 +197,8 @@ def main(argv: list[str] | None = None) -> int:
 
             start = time.perf_counter()
             result = train(_config(args), args.kind)
+            if os.environ.get("RANK", "0") != "0":  # the main process reports
+                return 0
             evals = [log for log in result.log_history if "eval_loss" in log]
             print(f"{result.label} model ({result.info['source_kind']}, {result.info['parameters']:,} "
                   f"parameters): {result.path}\nfinal validation: "

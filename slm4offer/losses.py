@@ -10,6 +10,11 @@ Per batch of B (persona, accepted offer) examples with N hard negatives in all:
 InfoNCE scores each persona against every candidate in the batch (its positive, its own and
 other personas' hard negatives, other examples' positives). A candidate that is an offer this
 persona accepted, other than the positive itself, is masked out: it is not a negative.
+
+On several processes the batch is the global one: personas and candidates are gathered from
+every process (`slm4offer.distributed`), and each loss is scaled so that the mean over
+processes, which DDP's gradient averaging and the Trainer's logging take, is the one-process
+loss of the same global batch.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from slm4offer import distributed
 from slm4offer.modeling import OfferT5
 
 IGNORE_INDEX = -100
@@ -34,32 +40,32 @@ class LossParts:
 
 
 def info_nce(persona_emb: torch.Tensor, candidate_emb: torch.Tensor, valid: torch.Tensor,
-             tau: float) -> torch.Tensor:
-    """Mean over personas of -log softmax(cos(p_i, c) / tau) at candidate i, over valid candidates.
-
-    Candidate i is persona i's positive, so `valid[i, i]` must be True.
+             tau: float, positives: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over personas of -log softmax(cos(p_i, c) / tau) at persona i's positive, over valid
+    candidates. The positive of persona i is candidate `positives[i]` (default: candidate i), so
+    `valid[i, positives[i]]` must be True.
     """
     p = F.normalize(persona_emb, dim=-1)
     c = F.normalize(candidate_emb, dim=-1)
     logits = (p @ c.T / tau).masked_fill(~valid, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(p.size(0), device=p.device))
+    return F.cross_entropy(logits, torch.arange(p.size(0), device=p.device) if positives is None else positives)
 
 
 def candidate_mask(owner: torch.Tensor, keys: torch.Tensor, accepted_keys: torch.Tensor,
-                   mode: str) -> torch.Tensor:
+                   mode: str, positives: torch.Tensor | None = None) -> torch.Tensor:
     """Which candidates count for which persona: (B, C) booleans.
 
     `owner[c]`: the persona row candidate c belongs to; `keys[c]`: its offer's integer id;
-    `accepted_keys[i]`: offers persona i accepted (-1 padded). Mode 'hard' keeps only a
-    persona's own candidates; 'hard+in_batch' and 'in_batch' keep all (dual_loss leaves out
-    hard negatives for 'in_batch').
+    `accepted_keys[i]`: offers persona i accepted (-1 padded); `positives[i]`: persona i's
+    positive (default: candidate i). Mode 'hard' keeps only a persona's own candidates;
+    'hard+in_batch' and 'in_batch' keep all (dual_loss leaves out hard negatives for 'in_batch').
     """
     b = accepted_keys.size(0)
     rows = torch.arange(b, device=keys.device)
     valid = ~(keys[None, :, None] == accepted_keys[:, None, :]).any(-1)
     if mode == "hard":
         valid &= owner[None, :] == rows[:, None]
-    valid[rows, rows] = True
+    valid[rows, rows if positives is None else positives] = True
     return valid
 
 
@@ -86,7 +92,7 @@ def dual_loss(model: OfferT5, batch: dict, lam: float, tau: float, mode: str = "
     labels = batch["labels"]
     if not with_infonce:
         states = model.decode(encoder_states, mask, labels)
-        ce = ce_loss(model.lm_logits(states), labels)
+        ce = _token_share(ce_loss(model.lm_logits(states), labels), labels)
         return LossParts(loss=ce, ce=ce, infonce=None)
 
     b = labels.size(0)
@@ -99,10 +105,41 @@ def dual_loss(model: OfferT5, batch: dict, lam: float, tau: float, mode: str = "
     owner = torch.cat([torch.arange(b, device=labels.device), negative_owner])
     states = model.decode(encoder_states[owner], mask[owner], candidates)
 
-    ce = ce_loss(model.lm_logits(states[:b, : labels.size(1)]), labels)
+    ce = _token_share(ce_loss(model.lm_logits(states[:b, : labels.size(1)]), labels), labels)
     persona_emb = model.embed(encoder_states, mask)
     candidate_emb = model.embed(states, candidates != IGNORE_INDEX)
     keys = torch.cat([batch["offer_keys"], negative_keys])
-    valid = candidate_mask(owner, keys, batch["accepted_keys"], mode)
-    infonce = info_nce(persona_emb, candidate_emb, valid, tau)
+    if distributed.world_size() > 1:
+        infonce = _global_info_nce(persona_emb, candidate_emb, owner, keys, batch["accepted_keys"], mode, tau)
+    else:
+        valid = candidate_mask(owner, keys, batch["accepted_keys"], mode)
+        infonce = info_nce(persona_emb, candidate_emb, valid, tau)
     return LossParts(loss=lam * infonce + (1 - lam) * ce, ce=ce, infonce=infonce)
+
+
+def _token_share(ce: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """This process's token-mean CE, weighted by its share of the global batch's tokens: the mean
+    over processes is then the global batch's token-mean (one process: unchanged)."""
+    n = distributed.world_size()
+    if n == 1:
+        return ce
+    tokens = (labels != IGNORE_INDEX).sum()
+    return ce * (tokens * n / distributed.all_sum(tokens))
+
+
+def _global_info_nce(persona_emb: torch.Tensor, candidate_emb: torch.Tensor, owner: torch.Tensor,
+                     keys: torch.Tensor, accepted_keys: torch.Tensor, mode: str, tau: float) -> torch.Tensor:
+    """InfoNCE of the global batch, the same value on every process, its gradient scaled so that
+    DDP's average over processes is the one-process gradient."""
+    n = distributed.world_size()
+    personas, persona_counts = distributed.gather_rows(persona_emb.float())
+    candidates, candidate_counts = distributed.gather_rows(candidate_emb.float())
+    persona_start = [sum(persona_counts[:r]) for r in range(n)]
+    candidate_start = [sum(candidate_counts[:r]) for r in range(n)]
+    global_owner, _ = distributed.gather_rows(owner + persona_start[distributed.rank()])
+    global_keys, _ = distributed.gather_rows(keys)
+    global_accepted, _ = distributed.gather_rows(accepted_keys, pad_value=-1)
+    positives = torch.cat([torch.arange(count, device=keys.device) + start
+                           for count, start in zip(persona_counts, candidate_start, strict=True)])
+    valid = candidate_mask(global_owner, global_keys, global_accepted, mode, positives)
+    return distributed.GradScale.apply(info_nce(personas, candidates, valid, tau, positives), float(n))

@@ -12,6 +12,7 @@ T5 with a BPE tokenizer trained on the training split). The two are never mixed 
 
 from __future__ import annotations
 
+import inspect
 import math
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -104,6 +105,15 @@ def scratch_config(cfg: Config, vocab_size: int) -> T5Config:
                     eos_token_id=1, decoder_start_token_id=0)
 
 
+def _signature_with_run(function) -> inspect.Signature:
+    """`function`'s signature with a keyword-only `run` before its trailing **kwargs."""
+    sig = inspect.signature(function)
+    *params, var_keyword = sig.parameters.values()
+    assert var_keyword.kind == inspect.Parameter.VAR_KEYWORD, "T5's forward ends in **kwargs"
+    run = inspect.Parameter("run", inspect.Parameter.KEYWORD_ONLY, default=None)
+    return sig.replace(parameters=[*params, run, var_keyword])
+
+
 class OfferT5(T5ForConditionalGeneration):
     """T5 that also embeds personas (encoder) and offers (decoder) into one space.
 
@@ -139,6 +149,18 @@ class OfferT5(T5ForConditionalGeneration):
         decoder_input_ids = self._shift_right(labels)
         return self.decoder(input_ids=decoder_input_ids, encoder_hidden_states=encoder_states,
                             encoder_attention_mask=encoder_mask).last_hidden_state
+
+    def forward(self, *args, run=None, **kwargs):
+        """T5's forward; with `run`, `run(self)` instead.
+
+        A loss built from several parts of the model (encode, decode, embed) must still be one
+        `forward` call: under DDP that is what synchronises gradients across processes, and
+        under mixed precision what runs in autocast.
+        """
+        return super().forward(*args, **kwargs) if run is None else run(self)
+
+    # generate() and Trainer read forward's signature to decide which inputs to pass: keep T5's
+    forward.__signature__ = _signature_with_run(T5ForConditionalGeneration.forward)
 
     def lm_logits(self, decoder_states: torch.Tensor) -> torch.Tensor:
         """The LM head exactly as `T5ForConditionalGeneration.forward` applies it."""
@@ -201,6 +223,21 @@ def load_trained(path: str | Path) -> tuple[OfferT5, PreTrainedTokenizerBase]:
     tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)
     model.eval()
     return model, tokenizer
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' is a CUDA GPU when there is one, else the CPU; 'cpu', 'cuda' or 'cuda:N' as asked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as exc:
+        raise ValueError(f"device={name!r}: use auto, cpu, cuda or cuda:N") from exc
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"device={name!r}: use auto, cpu, cuda or cuda:N")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={name!r}: torch sees no CUDA GPU on this machine (use auto or cpu)")
+    return device
 
 
 def parameter_count(model: nn.Module) -> int:

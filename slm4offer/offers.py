@@ -14,11 +14,9 @@ import io
 import json
 from pathlib import Path
 
-import torch
-
 from slm4offer.files import write_text
 from slm4offer.generation import generate_offers, rerank
-from slm4offer.modeling import OfferT5, load_trained
+from slm4offer.modeling import OfferT5, load_trained, resolve_device
 from slm4offer.training import INFO_FILE
 from slm4offer.userdata import DataValidationError, read_records
 
@@ -60,12 +58,6 @@ def max_offer_tokens(folder: Path) -> int:
     return DEFAULT_MAX_OFFER_TOKENS
 
 
-def device_for(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def offers_for(model_dir: str | Path, personas: list[dict], rerank_candidates: int = 0, batch_size: int = 64,
                device: str = "auto", progress: bool = True) -> list[dict]:
     """Each persona row with the model's `offer` (and with reranking, `candidates` and `similarity`)."""
@@ -73,7 +65,7 @@ def offers_for(model_dir: str | Path, personas: list[dict], rerank_candidates: i
         raise ValueError(f"rerank={rerank_candidates}: use 0 (greedy) or >= 2 candidates")
     folder = model_folder(model_dir)
     model, tokenizer = load_trained(folder)
-    model: OfferT5 = model.to(device_for(device))
+    model: OfferT5 = model.to(resolve_device(device))
     texts = [row["persona"] for row in personas]
     n = max(rerank_candidates, 1)
     candidates = generate_offers(model, tokenizer, texts, max_offer_tokens(folder), num_beams=n,

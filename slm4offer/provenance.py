@@ -57,14 +57,15 @@ def git_commit() -> str:
         return "unknown"
 
 
-def numerics() -> dict:
-    """What decides floating-point results on this machine (training is not bit-exact across these)."""
+def numerics(device: str = "auto") -> dict:
+    """What decides floating-point results on this machine (training is not bit-exact across these),
+    for models run on `device` (the config's; 'auto' is a GPU when there is one)."""
     import torch
 
-    cuda = torch.cuda.is_available()
+    cuda = device != "cpu" and torch.cuda.is_available()
     return {"torch": torch.__version__, "threads": torch.get_num_threads(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "processor": platform.processor() or "",
-            "device": torch.cuda.get_device_name(0) if cuda else "cpu",
+            "device": torch.cuda.get_device_name("cuda" if device == "auto" else device) if cuda else "cpu",
             "cuda": torch.version.cuda if cuda else None}
 
 
@@ -102,7 +103,7 @@ def collect(cfg: Config, stage: str | None = None, with_time: bool = False, **ex
         "packages": package_versions(),
         "python": platform.python_version(),
         "machine": f"{platform.system()} {platform.machine()}",
-        "numerics": numerics(),
+        "numerics": numerics(cfg.device),
         **extra,
     }
     if stage is not None:

@@ -5,6 +5,8 @@ resumes from the last checkpoint when a run was interrupted, and otherwise train
 start. Checkpoints (safetensors), resume, evaluation each epoch, gradient accumulation and
 multi-GPU (`accelerate launch`) come from `transformers.Trainer`; this module adds the examples,
 the collator and the loss, and logs CE, InfoNCE and the total separately for the loss curves.
+Under `torchrun`/`accelerate launch` only the main process writes the dataset, the models and
+the logs, and the contrastive loss sees the whole global batch (`slm4offer.distributed`).
 
 Each accepted offer is one training example. Its hard negatives are drawn from the persona's
 rejected offers once, before training, with `train_seed`: a resumed run sees the same batches.
@@ -24,10 +26,11 @@ import datasets
 import numpy as np
 import torch
 from transformers import PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import get_last_checkpoint
 
-from slm4offer import provenance
+from slm4offer import distributed, provenance
 from slm4offer.config import Config, domain_name
 from slm4offer.data import build_dataset
 from slm4offer.files import atomic_dir, write_json
@@ -39,6 +42,7 @@ from slm4offer.modeling import (
     hf_progress_bars,
     load_trained,
     parameter_count,
+    resolve_device,
     resolve_source,
 )
 
@@ -175,7 +179,12 @@ class LossPartsLog(TrainerCallback, ExportableState):
             sums[name] = sums.get(name, 0.0) + weight * value
 
     def pop_means(self, scope: str) -> dict[str, float]:
+        """Means since the last pop, over every process (all of them log at the same steps)."""
         sums, self.sums[scope] = self.sums[scope], {}
+        if distributed.world_size() > 1:
+            names = sorted(sums)
+            totals = distributed.all_sum(torch.tensor([sums[k] for k in names], dtype=torch.float64))
+            sums = dict(zip(names, totals.tolist(), strict=True))
         n = sums.pop("n", 0.0)
         return {name: value / n for name, value in sums.items()} if n else {}
 
@@ -204,19 +213,23 @@ class OfferTrainer(Trainer):
         return next(cb for cb in self.callback_handler.callbacks if isinstance(cb, LossPartsLog))
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        parts = dual_loss(model, inputs, self.lam, self.tau, self.negatives,
-                          with_infonce=self.lam > 0 or not model.training)
+        with_infonce = self.lam > 0 or not model.training
+        # one forward call (OfferT5.forward's `run`), so that DDP and autocast see the whole loss
+        parts = model(run=lambda m: dual_loss(m, inputs, self.lam, self.tau, self.negatives, with_infonce))
         # Trainer averages train losses per step but eval losses per example: weight alike.
         if model.training:
             self.parts_log.add("step", 1.0, parts)
             self.parts_log.add("epoch", 1.0, parts)
-        else:
-            self.parts_log.add("eval", inputs["labels"].size(0), parts)
+        else:  # weighted by the global batch's examples per process: exact however a batch is split
+            examples = distributed.all_sum(torch.tensor(float(inputs["labels"].size(0)))).item()
+            self.parts_log.add("eval", examples / distributed.world_size(), parts)
         return (parts.loss, {"loss": parts.loss}) if return_outputs else parts.loss
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if "eval_loss" in logs:  # end of an epoch: eval parts, and the epoch's train means
             logs.update({f"eval_{k}": v for k, v in self.parts_log.pop_means("eval").items()})
+            if distributed.world_size() > 1:  # Trainer weights each process's loss by its own examples
+                logs["eval_loss"] = self.lam * logs.get("eval_infonce", 0.0) + (1 - self.lam) * logs["eval_ce"]
             epoch = self.parts_log.pop_means("epoch")
             if epoch:
                 logs["train_epoch_loss"] = self.lam * epoch.get("infonce", 0.0) + (1 - self.lam) * epoch["ce"]
@@ -230,7 +243,7 @@ class EpochPrinter(TrainerCallback):
     """One short line per epoch where progress bars are off (notebooks, logs)."""
 
     def on_log(self, args, state, control, logs=None, **kwargs):
-        if logs and "eval_loss" in logs:
+        if logs and "eval_loss" in logs and state.is_world_process_zero:
             parts = [f"epoch {logs.get('epoch', 0):.0f}/{args.num_train_epochs:.0f}"]
             for key in ("train_epoch_loss", "eval_loss", "eval_ce", "eval_infonce"):
                 if key in logs:
@@ -239,13 +252,26 @@ class EpochPrinter(TrainerCallback):
 
 
 def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, progress: bool,
-                       checkpoint_every: int = 0) -> TrainingArguments:
-    """Trainer settings from the config. `checkpoint_every` = 0 checkpoints each epoch."""
+                       checkpoint_every: int = 0, processes: int = 1,
+                       split_sizes: tuple[int, ...] = ()) -> TrainingArguments:
+    """Trainer settings from the config. `checkpoint_every` = 0 checkpoints each epoch.
+
+    On several processes each batch of `batch_size` is split between them in order (accelerate's
+    `split_batches`), so every step sees the examples it sees in one process, an epoch's last,
+    partial batch included, unless that batch is too small to give each process some examples
+    (of the datasets of `split_sizes`): then accelerate pads it with the epoch's first examples.
+    """
+    if cfg.batch_size % processes:
+        raise ValueError(f"batch_size={cfg.batch_size} does not split over {processes} processes: "
+                         f"use a multiple of {processes}")
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
         per_device_train_batch_size=cfg.batch_size,
         per_device_eval_batch_size=cfg.batch_size,
+        accelerator_config={"split_batches": True,
+                            "even_batches": not last_batches_reach_every_process(split_sizes, cfg.batch_size,
+                                                                                 processes)},
         gradient_accumulation_steps=cfg.grad_accum,
         learning_rate=cfg.learning_rate,
         weight_decay=cfg.weight_decay,
@@ -264,7 +290,9 @@ def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, prog
         remove_unused_columns=False,
         label_names=["labels"],
         prediction_loss_only=True,
-        report_to="none",
+        report_to=[r.strip() for r in cfg.report_to.split(",") if r.strip()] or "none",
+        bf16=cfg.bf16,
+        use_cpu=resolve_device(cfg.device).type == "cpu",
         disable_tqdm=not progress,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
@@ -285,62 +313,89 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
     out = model_dir(cfg, source)
     final = out / "final"
     if (final / INFO_FILE).is_file():
-        return load_result(final)
-    dd = build_dataset(cfg, progress=progress)
-    check_negatives(cfg, dd["train"])
-
-    initial = out / "initial"
-    if (initial / "config.json").is_file():  # resuming: the same tokenizer and initial weights
-        model, tokenizer = load_trained(initial)
-        model.train()
-    else:
-        model, tokenizer = build_model(cfg, source, tokenizer_texts=tokenizer_corpus(dd["train"]))
-        with atomic_dir(initial) as tmp:  # kept: the untrained baseline of the analyses
-            model.save_pretrained(tmp)
-            tokenizer.save_pretrained(tmp)
+        return load_result(final, cfg.device)
+    processes = join_processes(cfg)
+    main = distributed.is_main()
+    with distributed.main_process_first():  # the main process writes; the others read what it wrote
+        dd = build_dataset(cfg, progress=progress and main)
+        check_negatives(cfg, dd["train"])
+        initial = out / "initial"
+        if (initial / "config.json").is_file():  # resuming, or another process saved it: same start
+            model, tokenizer = load_trained(initial)
+            model.train()
+        else:
+            model, tokenizer = build_model(cfg, source, tokenizer_texts=tokenizer_corpus(dd["train"]))
+            with atomic_dir(initial) as tmp:  # kept: the untrained baseline of the analyses
+                model.save_pretrained(tmp)
+                tokenizer.save_pretrained(tmp)
 
     keys = offer_keys(dd)
     train_examples = make_examples(dd["train"], tokenizer, keys, cfg, seed_offset=0)
     eval_examples = make_examples(dd["validation"], tokenizer, keys, cfg, seed_offset=1)
     steps_per_epoch = math.ceil(len(train_examples) / (cfg.batch_size * cfg.grad_accum))
     checkpoints = out / "checkpoints"
-    args = training_arguments(cfg, checkpoints, steps_per_epoch, progress, checkpoint_every)
+    args = training_arguments(cfg, checkpoints, steps_per_epoch, progress and main, checkpoint_every, processes,
+                              (len(train_examples), len(eval_examples)))
     trainer = OfferTrainer(model=model, args=args, train_dataset=train_examples,
                            eval_dataset=eval_examples, data_collator=OfferCollator(tokenizer.pad_token_id),
                            processing_class=tokenizer, lam=cfg.lam, tau=cfg.tau, negatives=cfg.negatives,
                            callbacks=[*([] if progress else [EpochPrinter()]), *(callbacks or [])])
     if not progress:
         trainer.remove_callback(PrinterCallback)  # per-step dicts would flood notebook outputs
+    for callback in trainer.callback_handler.callbacks:  # beside the model, not in checkpoints/ (removed)
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(out / "runs")
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
-    if resume:
+    if resume and main:
         print(f"resuming from {Path(resume).name}", flush=True)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=resume)
-    info = {
-        "label": model_label(cfg),
-        "kind": kind,
-        "source": dataclasses.asdict(source),
-        "source_kind": source.kind,
-        "parameters": parameter_count(model),
-        "model_config": model.config.to_diff_dict(),
-        "train_examples": len(train_examples),
-        "eval_examples": len(eval_examples),
-        "steps": trainer.state.global_step,
-        "train_seconds_this_run": round(time.perf_counter() - start, 1),
-        "resumed_from": Path(resume).name if resume else None,
-        # stage_hash here omits the weights' source; the folder name (model_dir) includes it
-        "provenance": provenance.collect(cfg, stage="train", with_time=True, model_dir=out.name),
-    }
-    with atomic_dir(final) as tmp:
-        trainer.save_model(str(tmp))
-        write_json(tmp / LOG_FILE, trainer.state.log_history)
-        write_json(tmp / INFO_FILE, info)
-    shutil.rmtree(checkpoints, ignore_errors=True)  # the final folder holds everything kept
-    return load_result(final)
+    if main:
+        info = {
+            "label": model_label(cfg),
+            "kind": kind,
+            "source": dataclasses.asdict(source),
+            "source_kind": source.kind,
+            "parameters": parameter_count(model),
+            "model_config": model.config.to_diff_dict(),
+            "train_examples": len(train_examples),
+            "eval_examples": len(eval_examples),
+            "steps": trainer.state.global_step,
+            "processes": processes,
+            "device": str(args.device),
+            "train_seconds_this_run": round(time.perf_counter() - start, 1),
+            "resumed_from": Path(resume).name if resume else None,
+            # stage_hash here omits the weights' source; the folder name (model_dir) includes it
+            "provenance": provenance.collect(cfg, stage="train", with_time=True, model_dir=out.name),
+        }
+        with atomic_dir(final) as tmp:
+            trainer.save_model(str(tmp))
+            write_json(tmp / LOG_FILE, trainer.state.log_history)
+            write_json(tmp / INFO_FILE, info)
+        shutil.rmtree(checkpoints, ignore_errors=True)  # the final folder holds everything kept
+    distributed.barrier()
+    return load_result(final, cfg.device)
 
 
-def load_result(final: Path) -> TrainedModel:
+def last_batches_reach_every_process(sizes: tuple[int, ...], batch_size: int, processes: int) -> bool:
+    """Whether the last batch of each dataset (of `sizes` examples) gives every process at least one
+    example when split in order into slices of batch_size / processes."""
+    share = batch_size // processes
+    return all(n % batch_size == 0 or n % batch_size > share * (processes - 1) for n in sizes)
+
+
+def join_processes(cfg: Config) -> int:
+    """How many processes train together: under `torchrun`/`accelerate launch` this joins their
+    process group (gloo on CPUs, NCCL on GPUs) before any of them touches the cache; alone, 1."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=resolve_device(cfg.device).type == "cpu").num_processes
+
+
+def load_result(final: Path, device: str = "cpu") -> TrainedModel:
+    """A finished run's model (on `device`: 'auto' is a GPU when there is one) and its records."""
     model, tokenizer = load_trained(final)
+    model.to(resolve_device(device))
     return TrainedModel(model=model, tokenizer=tokenizer, path=final,
                         log_history=json.loads((final / LOG_FILE).read_text()),
                         info=json.loads((final / INFO_FILE).read_text()))

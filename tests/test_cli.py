@@ -40,3 +40,13 @@ def test_a_setting_another_command_reads_is_refused_clearly(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["synthesize", "--lam", "0.2"])
     assert exit_.value.code == 2 and "unrecognized arguments: --lam 0.2" in capsys.readouterr().err
+
+
+def test_bool_settings_parse_true_and_false(capsys):
+    assert main(["config", "--profile", "smoke", "--bf16", "true", "--device", "cpu"]) == 0
+    assert "bf16=True" in capsys.readouterr().out
+    assert main(["config", "--bf16", "no"]) == 0
+    assert "bf16" not in capsys.readouterr().out  # the default: not listed as changed
+    with pytest.raises(SystemExit) as exit_:
+        main(["config", "--bf16", "maybe"])
+    assert exit_.value.code == 2 and "'maybe': use true or false" in capsys.readouterr().err
