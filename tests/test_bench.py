@@ -1,0 +1,25 @@
+"""`make bench` runs end to end (smoke sizes, one repeat) and reports every section it promises."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_training.py"
+
+
+def test_bench_reports_steps_profile_generation_and_user_data(project_root):
+    done = subprocess.run([sys.executable, str(BENCH), "--profile", "smoke", "--repeats", "1", "--personas", "4",
+                           "--log-rows", "2000"], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((project_root / "results" / "smoke" / "bench.json").read_text())
+    assert [r["k"] for r in report["steps"]] == [1, 3, 5]
+    assert all(r["sft_step_s"] > 0 and r["dual_flops"] > r["sft_flops"] > 0 for r in report["steps"])
+    for kind in ("sft", "dual"):
+        profile = report["profile"][kind]
+        assert 0 < profile["matmul_s"] <= profile["in_ops_s"] and profile["top"]
+    assert report["generation"]["same_offers"] is True
+    assert report["user_data"]["rows"] == 2000
+    text = (project_root / "results" / "smoke" / "bench.md").read_text()
+    for heading in ("## One training step", "## Where a step's time goes", "## Generation", "## Validating"):
+        assert heading in text
