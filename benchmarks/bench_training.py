@@ -116,7 +116,7 @@ def bench_steps(cfg, repeats: int) -> dict:
                      "sft_flops": count_flops(sft), "dual_flops": count_flops(dual)})
         if k == cfg.hard_negatives:
             profiles = {"k": k, "sft": profile_step(sft), "dual": profile_step(dual)}
-    return {"steps": rows, "parameters": parameter_count(model), "profile": profiles}
+    return {"steps": rows, "parameters": parameter_count(model), "step_profile": profiles}
 
 
 def bench_generation(cfg, n_personas: int) -> dict:
@@ -179,7 +179,7 @@ def markdown(report: dict) -> str:
               f"rejected offers contribute fewer). Share of the matmul peak: {min(shares):.1%} to {max(shares):.1%} "
               f"against the target of {PEAK_SHARE_TARGET:.0%} "
               f"({'met' if min(shares) >= PEAK_SHARE_TARGET else 'missed'}); FLOPs counted by FlopCounterMode.", ""]
-    lines += profile_markdown(report["profile"])
+    lines += profile_markdown(report["step_profile"])
     g = report["generation"]
     lines += ["",
               f"## Generation (greedy, {g['personas']} test personas, model `{g['model']}`)", "",

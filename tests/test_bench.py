@@ -16,10 +16,11 @@ def test_bench_reports_steps_profile_generation_and_user_data(project_root):
     assert [r["k"] for r in report["steps"]] == [1, 3, 5]
     assert all(r["sft_step_s"] > 0 and r["dual_flops"] > r["sft_flops"] > 0 for r in report["steps"])
     for kind in ("sft", "dual"):
-        profile = report["profile"][kind]
+        profile = report["step_profile"][kind]
         assert 0 < profile["matmul_s"] <= profile["in_ops_s"] and profile["top"]
     assert report["generation"]["same_offers"] is True
     assert report["user_data"]["rows"] == 2000
     text = (project_root / "results" / "smoke" / "bench.md").read_text()
+    assert text.startswith("# Benchmark (smoke profile, ")
     for heading in ("## One training step", "## Where a step's time goes", "## Generation", "## Validating"):
         assert heading in text
