@@ -8,6 +8,7 @@ Writes `results/bench.json` and `results/bench.md` (`results/<profile>/…` for 
   a fraction of the measured peak (target: 50%);
 - where the time of one SFT and one dual step goes (torch.profiler: self time per op, matmuls
   apart, and the time spent outside any op: Python, autograd bookkeeping, the profiler itself);
+- candidate speed-ups, measured and not adopted: dropout off, a batch twice as large;
 - generation throughput (offers/s), batched vs one persona at a time;
 - validating a user campaign log of 500,000 rows (~50 MB): time and peak traced memory.
 
@@ -100,7 +101,7 @@ def bench_steps(cfg, repeats: int) -> dict:
     dd = build_dataset(cfg, progress=False)
     model, tokenizer = build_model(cfg, resolve_source(cfg), tokenizer_texts=tokenizer_corpus(dd["train"]))
     model.train()
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate, fused=True)  # as Trainer's default
     keys = offer_keys(dd)
     collate = OfferCollator(tokenizer.pad_token_id)
     rows = []
@@ -116,7 +117,30 @@ def bench_steps(cfg, repeats: int) -> dict:
                      "sft_flops": count_flops(sft), "dual_flops": count_flops(dual)})
         if k == cfg.hard_negatives:
             profiles = {"k": k, "sft": profile_step(sft), "dual": profile_step(dual)}
-    return {"steps": rows, "parameters": parameter_count(model), "step_profile": profiles}
+    examples = make_examples(dd["train"], tokenizer, keys, cfg)
+    return {"steps": rows, "parameters": parameter_count(model), "step_profile": profiles,
+            "candidates": bench_candidates(cfg, model, optimizer, examples, collate, repeats)}
+
+
+def bench_candidates(cfg, model, optimizer, examples, collate, repeats: int) -> list[dict]:
+    """SFT and dual step time per example as trained, with dropout off, and with twice the batch."""
+    def measure(label, batch_size):
+        batch = collate(examples[:batch_size])
+        sft = median_seconds(training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives), repeats)
+        dual = median_seconds(training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives), repeats)
+        return {"candidate": label, "batch_size": batch_size, "sft_step_s": sft, "dual_step_s": dual,
+                "k_effective": batch["negative_owner"].numel() / batch_size}
+    rows = [measure(f"as trained (dropout {cfg.dropout}, batch {cfg.batch_size})", cfg.batch_size),
+            measure(f"batch {2 * cfg.batch_size}", 2 * cfg.batch_size)]
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    for m in dropouts:
+        m.p = 0.0
+    try:
+        rows.append(measure("dropout off", cfg.batch_size))
+    finally:
+        for m in dropouts:
+            m.p = cfg.dropout
+    return rows
 
 
 def bench_generation(cfg, n_personas: int) -> dict:
@@ -180,6 +204,7 @@ def markdown(report: dict) -> str:
               f"against the target of {PEAK_SHARE_TARGET:.0%} "
               f"({'met' if min(shares) >= PEAK_SHARE_TARGET else 'missed'}); FLOPs counted by FlopCounterMode.", ""]
     lines += profile_markdown(report["step_profile"])
+    lines += candidates_markdown(report["candidates"])
     g = report["generation"]
     lines += ["",
               f"## Generation (greedy, {g['personas']} test personas, model `{g['model']}`)", "",
@@ -220,6 +245,21 @@ def profile_markdown(profile: dict) -> list[str]:
     for a, b in zip(sft["top"], dual["top"], strict=True):
         lines.append(f"| `{a['op']}` | {a['self_s'] * 1e3:.1f} ms | {a['calls']:.0f} "
                      f"| `{b['op']}` | {b['self_s'] * 1e3:.1f} ms | {b['calls']:.0f} |")
+    return lines + [""]
+
+
+def candidates_markdown(rows: list[dict]) -> list[str]:
+    base = rows[0]
+    lines = ["## Candidate speed-ups (measured here, not adopted: each would change the trained models)", "",
+             "| candidate | SFT examples/s | dual examples/s | dual / SFT step | target ≤ 1 + 0.4k | "
+             "speed-up SFT | speed-up dual |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        per_sft, per_dual = r["sft_step_s"] / r["batch_size"], r["dual_step_s"] / r["batch_size"]
+        ratio, target = r["dual_step_s"] / r["sft_step_s"], 1 + DUAL_TARGET_PER_K * r["k_effective"]
+        lines.append(f"| {r['candidate']} | {1 / per_sft:.0f} | {1 / per_dual:.0f} | {ratio:.2f} | {target:.2f} "
+                     f"({'met' if ratio <= target else 'missed'}) | "
+                     f"{base['sft_step_s'] / base['batch_size'] / per_sft:.2f}x | "
+                     f"{base['dual_step_s'] / base['batch_size'] / per_dual:.2f}x |")
     return lines + [""]
 
 
