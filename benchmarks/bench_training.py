@@ -107,7 +107,8 @@ def bench_steps(cfg, repeats: int) -> dict:
     rows = []
     for k in sorted({1, cfg.hard_negatives, 5}):
         k_cfg = dataclasses.replace(cfg, hard_negatives=k)
-        batch = collate(make_examples(dd["train"], tokenizer, keys, k_cfg)[: cfg.batch_size])
+        examples = make_examples(dd["train"], tokenizer, keys, k_cfg)
+        batch = collate(examples[: cfg.batch_size])
         k_effective = batch["negative_owner"].numel() / cfg.batch_size
         sft = training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives)
         dual = training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives)
@@ -117,9 +118,9 @@ def bench_steps(cfg, repeats: int) -> dict:
                      "sft_flops": count_flops(sft), "dual_flops": count_flops(dual)})
         if k == cfg.hard_negatives:
             profiles = {"k": k, "sft": profile_step(sft), "dual": profile_step(dual)}
-    examples = make_examples(dd["train"], tokenizer, keys, cfg)
+            candidate_examples = examples
     return {"steps": rows, "parameters": parameter_count(model), "step_profile": profiles,
-            "candidates": bench_candidates(cfg, model, optimizer, examples, collate, repeats)}
+            "candidates": bench_candidates(cfg, model, optimizer, candidate_examples, collate, repeats)}
 
 
 def bench_candidates(cfg, model, optimizer, examples, collate, repeats: int) -> list[dict]:

@@ -193,11 +193,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"valid: {len(rows)} personas, {len(catalog)} offers, "
                       f"{sum(len(r['accepted_offer_ids']) for r in rows)} accepted")
         elif args.command == "train":
+            from slm4offer import distributed
             from slm4offer.training import train
 
             start = time.perf_counter()
             result = train(_config(args), args.kind)
-            if os.environ.get("RANK", "0") != "0":  # the main process reports
+            if not distributed.is_main():  # the main process reports
                 return 0
             evals = [log for log in result.log_history if "eval_loss" in log]
             print(f"{result.label} model ({result.info['source_kind']}, {result.info['parameters']:,} "
