@@ -8,7 +8,8 @@ Writes `results/bench.json` and `results/bench.md` (`results/<profile>/…` for 
   a fraction of the measured peak (target: 50%);
 - where the time of one SFT and one dual step goes (torch.profiler: self time per op, matmuls
   apart, and the time spent outside any op: Python, autograd bookkeeping, the profiler itself);
-- candidate speed-ups, measured and not adopted: dropout off, a batch twice as large;
+- other settings beside the one trained: a batch twice as large, dropout off, and dropout by
+  `nn.Dropout`'s `bernoulli_` mask (what training used before `LaneDropout`);
 - generation throughput (offers/s), batched vs one persona at a time;
 - validating a user campaign log of 500,000 rows (~50 MB): time and peak traced memory.
 
@@ -18,6 +19,7 @@ Timings are medians of repeated runs after warm-up, on the model size of the cho
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import platform
 import statistics
@@ -34,7 +36,7 @@ from slm4offer.data import build_dataset
 from slm4offer.files import write_json, write_text
 from slm4offer.generation import generate_offers
 from slm4offer.losses import dual_loss
-from slm4offer.modeling import build_model, parameter_count, resolve_source
+from slm4offer.modeling import LaneDropout, build_model, parameter_count, resolve_source
 from slm4offer.training import OfferCollator, make_examples, offer_keys, tokenizer_corpus, train
 from slm4offer.userdata import load_user_data, write_example_log
 
@@ -124,24 +126,35 @@ def bench_steps(cfg, repeats: int) -> dict:
 
 
 def bench_candidates(cfg, model, optimizer, examples, collate, repeats: int) -> list[dict]:
-    """SFT and dual step time per example as trained, with dropout off, and with twice the batch."""
+    """SFT and dual step time per example as trained, with twice the batch, with dropout off, and
+    with `nn.Dropout`'s `bernoulli_` mask instead of `LaneDropout` (the implementation before issue 12)."""
     def measure(label, batch_size):
         batch = collate(examples[:batch_size])
         sft = median_seconds(training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives), repeats)
         dual = median_seconds(training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives), repeats)
         return {"candidate": label, "batch_size": batch_size, "sft_step_s": sft, "dual_step_s": dual,
                 "k_effective": batch["negative_owner"].numel() / batch_size}
-    rows = [measure(f"as trained (dropout {cfg.dropout}, batch {cfg.batch_size})", cfg.batch_size),
+    rows = [measure(f"as trained (dropout {cfg.dropout}, LaneDropout; batch {cfg.batch_size})", cfg.batch_size),
             measure(f"batch {2 * cfg.batch_size}", 2 * cfg.batch_size)]
-    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
-    for m in dropouts:
-        m.p = 0.0
-    try:
+    with swapped_dropout(model, lambda p: LaneDropout(0.0)):
         rows.append(measure("dropout off", cfg.batch_size))
-    finally:
-        for m in dropouts:
-            m.p = cfg.dropout
+    with swapped_dropout(model, torch.nn.Dropout):
+        rows.append(measure(f"dropout {cfg.dropout}, nn.Dropout (bernoulli_ mask)", cfg.batch_size))
     return rows
+
+
+@contextlib.contextmanager
+def swapped_dropout(model, make):
+    """Every `LaneDropout` of `model` replaced by `make(p)` for the duration."""
+    sites = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if isinstance(child, LaneDropout)]
+    for parent, name, child in sites:
+        setattr(parent, name, make(child.p))
+    try:
+        yield
+    finally:
+        for parent, name, child in sites:
+            setattr(parent, name, child)
 
 
 def bench_generation(cfg, n_personas: int) -> dict:
@@ -251,7 +264,7 @@ def profile_markdown(profile: dict) -> list[str]:
 
 def candidates_markdown(rows: list[dict]) -> list[str]:
     base = rows[0]
-    lines = ["## Candidate speed-ups (measured here, not adopted: each would change the trained models)", "",
+    lines = ["## Other settings, against the one trained (each would change the trained models)", "",
              "| candidate | SFT examples/s | dual examples/s | dual / SFT step | target ≤ 1 + 0.4k | "
              "speed-up SFT | speed-up dual |", "|---|---|---|---|---|---|---|"]
     for r in rows:

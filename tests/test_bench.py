@@ -18,11 +18,11 @@ def test_bench_reports_steps_profile_generation_and_user_data(project_root):
     for kind in ("sft", "dual"):
         profile = report["step_profile"][kind]
         assert 0 < profile["matmul_s"] <= profile["in_ops_s"] and profile["top"]
-    assert [r["batch_size"] for r in report["candidates"]] == [16, 32, 16]
+    assert [r["batch_size"] for r in report["candidates"]] == [16, 32, 16, 16]
     assert report["generation"]["same_offers"] is True
     assert report["user_data"]["rows"] == 2000
     text = (project_root / "results" / "smoke" / "bench.md").read_text()
     assert text.startswith("# Benchmark (smoke profile, ")
-    for heading in ("## One training step", "## Where a step's time goes", "## Candidate speed-ups", "## Generation",
+    for heading in ("## One training step", "## Where a step's time goes", "## Other settings", "## Generation",
                     "## Validating"):
         assert heading in text

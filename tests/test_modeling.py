@@ -4,6 +4,7 @@ from transformers import T5ForConditionalGeneration
 
 from slm4offer.config import load_config
 from slm4offer.modeling import (
+    LaneDropout,
     OfferT5,
     build_model,
     load_trained,
@@ -99,3 +100,35 @@ def test_training_from_a_pretrained_folder_records_it(tmp_path):
     result = train(cfg, "sft", progress=False)
     assert result.info["source_kind"] == "pretrained" and "-pretrained-" in result.path.parent.name
     assert result.info["source"]["location"] == str((tmp_path / "tiny-t5").resolve())
+
+
+def test_lane_dropout_drops_at_its_rate_in_every_lane_and_keeps_the_expectation():
+    torch.manual_seed(0)
+    drop = LaneDropout(0.1).train()
+    x = torch.ones(3000, 400, requires_grad=True)  # 1.2M elements: rate s.d. 2.7e-4
+    y = drop(x)
+    scale = 65536 / (65536 - 6554)  # the rate quantised to 1/65536
+    assert y.unique().tolist() == pytest.approx([0.0, scale])
+    dropped = (y == 0).float().flatten()
+    for lane in range(3):  # each of a word's three lanes draws its own uniform 16 bits
+        assert abs(dropped[lane::3].mean().item() - 6554 / 65536) < 2e-3
+    assert abs(y.mean().item() - 1) < 2e-3
+    y.sum().backward()
+    assert torch.equal(x.grad, y.detach())  # the gradient goes through the same mask and scale
+
+
+def test_lane_dropout_is_seeded_and_off_outside_training():
+    drop = LaneDropout(0.3).train()
+    x = torch.randn(7, 5)
+    masks = []
+    for seed in (1, 1, 2):
+        torch.manual_seed(seed)
+        masks.append(drop(x) == 0)
+    assert torch.equal(masks[0], masks[1]) and not torch.equal(masks[0], masks[2])
+    assert drop.eval()(x) is x and LaneDropout(0.0).train()(x) is x
+
+
+def test_offer_t5_uses_lane_dropout_everywhere():
+    model = OfferT5(scratch_config(load_config("smoke", dropout=0.1), vocab_size=50))
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(type(m) is LaneDropout and m.p == 0.1 for m in dropouts)
