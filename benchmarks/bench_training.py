@@ -217,7 +217,7 @@ def markdown(report: dict) -> str:
               f"rejected offers contribute fewer). Share of the matmul peak: {min(shares):.1%} to {max(shares):.1%} "
               f"against the target of {PEAK_SHARE_TARGET:.0%} "
               f"({'met' if min(shares) >= PEAK_SHARE_TARGET else 'missed'}); FLOPs counted by FlopCounterMode.", ""]
-    lines += profile_markdown(report["step_profile"])
+    lines += profile_markdown(report["step_profile"], report["steps"], peak)
     lines += candidates_markdown(report["candidates"])
     g = report["generation"]
     lines += ["",
@@ -238,9 +238,11 @@ def markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def profile_markdown(profile: dict) -> list[str]:
-    """The profiler's breakdown of one SFT and one dual step, side by side."""
+def profile_markdown(profile: dict, steps: list[dict], peak: float) -> list[str]:
+    """The profiler's breakdown of one SFT and one dual step, side by side, and the FLOP share the
+    step would reach if only its matmuls took time."""
     sft, dual = profile["sft"], profile["dual"]
+    flops = next(r for r in steps if r["k"] == profile["k"])
     def row(label, key):
         return (f"| {label} | {sft[key] * 1e3:.1f} ms ({sft[key] / sft['wall_s']:.0%}) | "
                 f"{dual[key] * 1e3:.1f} ms ({dual[key] / dual['wall_s']:.0%}) |")
@@ -253,7 +255,15 @@ def profile_markdown(profile: dict) -> list[str]:
              f"({(dual['in_ops_s'] - dual['matmul_s']) / dual['wall_s']:.0%}) |",
              row("outside any op (Python, autograd bookkeeping, profiler)", "outside_ops_s"),
              row("wall time, profiled", "wall_s"),
-             f"| op calls per step | {sft['op_calls']:.0f} | {dual['op_calls']:.0f} |", "",
+             f"| op calls per step | {sft['op_calls']:.0f} | {dual['op_calls']:.0f} |",
+             f"| step FLOPs / matmul time, share of the peak | {flops['sft_flops'] / sft['matmul_s'] / peak:.0%} | "
+             f"{flops['dual_flops'] / dual['matmul_s'] / peak:.0%} |", "",
+             "The last row is the share of the peak the step would reach if every op but the matmuls took no "
+             "time (a slight overestimate: attention's FLOPs, inside SDPA, count there too). "
+             + ("Even that misses the target: the matmuls themselves are too small to run near the peak."
+                if min(flops["sft_flops"] / sft["matmul_s"], flops["dual_flops"] / dual["matmul_s"])
+                < PEAK_SHARE_TARGET * peak else
+                f"That meets the {PEAK_SHARE_TARGET:.0%} target: the share is lost to the other ops."), "",
              "Ops with the most self time (per step):", "",
              "| SFT op | self | calls | dual op | self | calls |", "|---|---|---|---|---|---|"]
     for a, b in zip(sft["top"], dual["top"], strict=True):

@@ -24,5 +24,5 @@ def test_bench_reports_steps_profile_generation_and_user_data(project_root):
     text = (project_root / "results" / "smoke" / "bench.md").read_text()
     assert text.startswith("# Benchmark (smoke profile, ")
     for heading in ("## One training step", "## Where a step's time goes", "## Other settings", "## Generation",
-                    "## Validating"):
+                    "## Validating", "| step FLOPs / matmul time, share of the peak |"):
         assert heading in text
