@@ -17,7 +17,7 @@ import pandas as pd
 from slm4offer import metrics, provenance
 from slm4offer.config import Config
 from slm4offer.data import build_dataset
-from slm4offer.evaluation import judge_all, system_offers
+from slm4offer.evaluation import judge_all, rate_cell, system_offers
 from slm4offer.files import latex_text
 from slm4offer.modeling import resolve_source
 from slm4offer.plots import acceptance_bars, save_figure, save_results
@@ -81,13 +81,13 @@ def save_ablations(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, se
     caption = (f"Ablations of the contrastive recipe (λ = {cfg.lam:g}, negatives {cfg.negatives}, τ = {cfg.tau:g}): "
                f"acceptance of the offers for the {decisions['persona_id'].nunique()} test personas "
                f"({cfg.domain} world, profile {cfg.profile}, T5 {extra['model_source']}, training seeds "
-               f"{', '.join(map(str, seeds))}); 95% CIs from a bootstrap over seeds and personas (with one seed: "
-               f"over personas only, so training noise is not in them); difference from the main recipe on the "
-               f"same personas, its p and the Holm-adjusted p over all {int(table['p_vs_main'].notna().sum())} "
+               f"{', '.join(map(str, seeds))}); mean ± std over seeds and 95% CIs from a bootstrap over seeds and "
+               f"personas (with one seed: over personas only, so training noise is not in them); difference from the "
+               f"main recipe on the same seeds and personas, its p and the Holm-adjusted p over all "
+               f"{int(table['p_vs_main'].notna().sum())} "
                f"tests. Commit {record['git_commit']}.")
     shown = table.assign(
-        acceptance=[f"{100 * m:.1f} [{100 * lo:.1f}, {100 * hi:.1f}]"
-                    for m, lo, hi in zip(table["mean"], table["ci_low"], table["ci_high"], strict=True)],
+        acceptance=[rate_cell(r) for _, r in table.iterrows()],
         expected=(100 * table["expected"]).round(1), in_catalogue=(100 * table["in_catalogue"]).round(1),
         vs_main=["—" if pd.isna(d) else f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]"
                  for d, lo, hi in zip(table["points_vs_main"], table["points_ci_low"], table["points_ci_high"],

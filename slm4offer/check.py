@@ -16,8 +16,9 @@ from a guess:
   identical on every machine (`dataset_sha256`), so the simulated judge must give the same
   number; the learned judge may flip a persona or two near its threshold (2 personas or 1%);
 - a statistic of one sample (judge agreement, kappa): K * sqrt(2) * its standard error;
-- one training seed (ablations, the new domain): s is the main table's seed spread of the
-  contrastive recipe under the same judge (the same floor applies).
+- a table trained with one seed (an ablation or a new domain run that way): s is the main table's
+  seed spread of the contrastive recipe under the same judge (the same floor applies); with
+  several seeds, its own spread, as above.
 
 Conclusions are checked as conclusions: contrastive beats SFT under each judge; the order
 random < popular < SFT < contrastive < best; trained models have fewer under-fitted layers than
@@ -213,15 +214,6 @@ def layer_numbers(committed: pd.DataFrame, now: pd.DataFrame) -> list[Number]:
             for m, r in c.iterrows()]
 
 
-def ablation_numbers(committed: pd.DataFrame, now: pd.DataFrame, main: pd.DataFrame) -> list[Number]:
-    """Each variant's rate (one seed each) against the main table's contrastive seed spread."""
-    n, spread = now.set_index(["judge", "system"]), main.set_index(["judge", "system"])["std"]
-    return [Number(f"ablation: {r.system}, {r.judge} judge", r.mean, _get(n, (r.judge, r.system)),
-                   seed_tolerance(spread[(r.judge, "contrastive")], int(r.seeds), r.mean, int(r.judged // r.seeds)),
-                   "main table's contrastive seed spread")
-            for r in committed.itertuples()]
-
-
 # --- conclusions ----------------------------------------------------------------------------------
 
 def acceptance_conclusions(table: pd.DataFrame) -> dict[str, str]:
@@ -300,7 +292,7 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
         if both(name):
             numbers += acceptance_numbers(*read(name), domain, main_c)
     if both("ablations.csv"):
-        numbers += ablation_numbers(*read("ablations.csv"), main_c)
+        numbers += acceptance_numbers(*read("ablations.csv"), "ablation", main_c)
     conclusions = [Conclusion(k, c, n) for k, (c, n) in claims.items()] + dataset_hashes(committed, now)
     if both("ablations.csv"):
         conclusions += ablation_signs(committed, now)

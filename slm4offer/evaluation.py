@@ -190,16 +190,21 @@ def caption(cfg: Config, run: AcceptanceRun, commit: str, figure: bool = False) 
             f"({metrics.N_RESAMPLES} resamples). Paper: pretrained T5-Small judged by an LLM. Commit {commit}.")
 
 
-def formatted(table: pd.DataFrame, metric: str = "rate") -> pd.DataFrame:
-    """Rows = systems, one column per judge ('46.2 ± 1.3 [43.9, 48.5]') under `metric`, and the paper."""
+def rate_cell(row: pd.Series, metric: str = "rate") -> str:
+    """'46.2 ± 1.3 [43.9, 48.5]': a table row's `metric` in points, ± its std over seeds (with
+    several seeds), and its 95% CI."""
     mean, std, low, high = ("mean", "std", "ci_low", "ci_high") if metric == "rate" else (
         metric, f"{metric}_std", f"{metric}_ci_low", f"{metric}_ci_high")
+    spread = f" ± {100 * row[std]:.1f}" if row["seeds"] > 1 else ""
+    return f"{100 * row[mean]:.1f}{spread} [{100 * row[low]:.1f}, {100 * row[high]:.1f}]"
+
+
+def formatted(table: pd.DataFrame, metric: str = "rate") -> pd.DataFrame:
+    """Rows = systems, one column per judge ('46.2 ± 1.3 [43.9, 48.5]') under `metric`, and the paper."""
     cells = {}
     for _, r in table.iterrows():
-        spread = f" ± {100 * r[std]:.1f}" if r["seeds"] > 1 else ""
         errors = f" ({r['errors']} errors)" if r["errors"] else ""
-        cells.setdefault(r["system"], {})[f"{r['judge']} judge"] = (
-            f"{100 * r[mean]:.1f}{spread} [{100 * r[low]:.1f}, {100 * r[high]:.1f}]{errors}")
+        cells.setdefault(r["system"], {})[f"{r['judge']} judge"] = rate_cell(r, metric) + errors
     out = pd.DataFrame.from_dict(cells, orient="index")
     out["paper"] = [f"{100 * paper.ACCEPTANCE[s]:.0f}" if s in paper.ACCEPTANCE else "—" for s in out.index]
     out.index.name = "system"
