@@ -183,6 +183,27 @@ def ablation_sentences(table: pd.DataFrame, base: str = "main recipe") -> list[s
     return out
 
 
+def size_sentences(table: pd.DataFrame) -> list[str]:
+    """Per judge, the thresholded-rate gain at each width with its CI, whether the CI excludes zero,
+    and which way the point estimates move from the smallest to the largest width."""
+    t = table[table["metric"] == metrics.METRICS["rate"]]
+    out = []
+    for judge, rows in t.groupby("judge"):
+        rows = rows.sort_values("d_model")
+        cells = "; ".join(f"d_model {r.d_model} ({r.parameters / 1e6:.2g}M): {r.gain_points:+.1f} "
+                          f"[{r.gain_ci_low:+.1f}, {r.gain_ci_high:+.1f}]" for r in rows.itertuples())
+        held = [int(r.d_model) for r in rows.itertuples() if r.gain_ci_low > 0]
+        first, last = rows.iloc[0], rows.iloc[-1]
+        overlap = last["gain_ci_low"] <= first["gain_ci_high"] and first["gain_ci_low"] <= last["gain_ci_high"]
+        trend = ("larger" if last["gain_points"] > first["gain_points"] else "smaller") + \
+            " at the largest width than at the smallest" + \
+            (", but the two intervals overlap" if overlap else ", and the two intervals do not overlap")
+        out.append(f"{judge} judge, contrastive − SFT by width (points, 95% CI): {cells}. The CI excludes zero at "
+                   + (f"d_model {', '.join(map(str, held))}" if held else "no width")
+                   + f"; the gain is {trend}.")
+    return out
+
+
 def layer_sentences(alphas: pd.DataFrame) -> list[str]:
     """Table 1 per seed: does the contrastive model have fewer under-fitted layers than SFT, in how
     many seeds, and is the mean difference larger than the seeds' spread (paired t-test)?"""

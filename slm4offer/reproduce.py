@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slm4offer import check, findings, paper
+from slm4offer import check, findings, metrics, paper
 from slm4offer.config import repo_root
 from slm4offer.files import write_text
 
@@ -143,6 +143,21 @@ def ablation_rows(results: Path, tol: dict[str, float]) -> list[str]:
             f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests) | `results/ablations.md` |"]
 
 
+def size_rows(results: Path) -> list[str]:
+    """The opt-in size study (`make size-study`), where it was run: the gain at each width."""
+    path = results / "size_study.csv"
+    if not path.is_file():
+        return []
+    every = pd.read_csv(path)
+    every = every[every["metric"] == metrics.METRICS["rate"]]
+    t = every[every["judge"] == ("simulated" if "simulated" in set(every["judge"]) else every["judge"].iloc[0])]
+    cells = ", ".join(f"d_model {r.d_model} ({r.parameters / 1e6:.2g}M) {r.gain_points:+.1f} "
+                      f"[{r.gain_ci_low:+.1f}, {r.gain_ci_high:+.1f}]" for r in t.sort_values("d_model").itertuples())
+    return [f"| scale of the effect (not in the paper) | one size, T5-Small (60M) | {t['judge'].iloc[0]} judge, "
+            f"contrastive − SFT in points with 95% CI, {int(t['seeds'].max())} seeds per width: {cells} "
+            f"(opt-in: `make size-study`; CIs, not rerun tolerances) | `results/size_study.md` |"]
+
+
 def findings_lines(results: Path) -> list[str]:
     """What this run shows, in sentences written from the result files (`findings.py`)."""
     def csv(name: str) -> pd.DataFrame | None:
@@ -170,6 +185,10 @@ def findings_lines(results: Path) -> list[str]:
                                                                   domain)]
     if ablations is not None:
         out += ["", "**Ablations.**", ""] + [f"- {line}" for line in findings.ablation_sentences(ablations)]
+    sizes = csv("size_study.csv")
+    if sizes is not None:
+        out += ["", "**Model size (opt-in, `make size-study`).**", ""]
+        out += [f"- {line}" for line in findings.size_sentences(sizes)]
     out += ["", "**Table 1 and Figure 6.**", ""]
     out += [f"- {line}" for line in findings.layer_sentences(csv("table1_layer_alphas.csv"))]
     out += [f"- {findings.curve_sentence(csv('loss_stabilisation.csv'))}"]
@@ -181,7 +200,8 @@ def numbers_block(results: Path) -> str:
     lines = ["| claim | paper | ours (default profile; (±x) = how far a rerun may move it, (exact) = not at all) "
              "| from |", "|---|---|---|---|"]
     lines += (headline_rows(results, tol) + validation_rows(results, tol) + layer_rows(results, tol)
-              + curve_rows(results) + domain_rows(results, tol) + ablation_rows(results, tol) + findings_lines(results))
+              + curve_rows(results) + domain_rows(results, tol) + ablation_rows(results, tol) + size_rows(results)
+              + findings_lines(results))
     return "\n".join([START, *lines, END])
 
 
