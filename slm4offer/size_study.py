@@ -1,11 +1,11 @@
 """Does the contrastive gain grow, hold or vanish with model size? (issue 12, item 3)
 
 The paper's model is T5-Small (d_model 512, 6+6 layers, 60M parameters); ours is far smaller.
-This study trains SFT and contrastive models at several widths of the profile's architecture
-(d_ff and d_kv scaled with d_model, keeping the profile's ratios: d_ff = 4·d_model on the default
-profile, as in T5; layers, data and recipe unchanged),
-with the main table's seeds, and measures the gain (contrastive − SFT) at each width, paired on
-the same seeds and test personas, with the seed-and-persona bootstrap of the main table.
+This study trains SFT and contrastive models at several widths of the profile's architecture (d_ff
+and d_kv scaled with d_model in the profile's ratios: d_ff = 4·d_model on the default profile, as
+in T5; layers, data and recipe unchanged) with the main table's seeds, and measures the gain
+(contrastive − SFT) at each width, paired on the same seeds and test personas, with the main
+table's seed-and-persona bootstrap. It does not fit `make all`'s budget: `make size-study`.
 """
 
 from __future__ import annotations
