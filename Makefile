@@ -23,7 +23,7 @@ PACKAGE_SOURCES := $(shell find slm4offer -name '*.py' -o -name '*.yaml')
 help:
 	@echo "make all        # create .venv, execute notebooks 01-09 (PROFILE=$(PROFILE)), write figures/ and results/"
 	@echo "make test       # create .venv, unit tests + notebooks under nbval on the smoke profile"
-	@echo "make size-study # after make all: notebook 10, the contrastive gain at three model sizes (~40 min more)"
+	@echo "make size-study # after make all: notebook 10, the contrastive gain at three model sizes (~45 min more)"
 	@echo "make check      # after make all: compare results/ with the committed ones, number by number, within tolerances"
 	@echo "make bench      # training/generation speed on this machine -> results/bench.{md,json}"
 	@echo "make lint       # ruff"

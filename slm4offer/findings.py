@@ -183,24 +183,33 @@ def ablation_sentences(table: pd.DataFrame, base: str = "main recipe") -> list[s
     return out
 
 
+def _compared(a: float, b: float) -> str:
+    return "larger than" if a > b else "smaller than" if a < b else "the same as"
+
+
 def size_sentences(table: pd.DataFrame) -> list[str]:
-    """Per judge, the thresholded-rate gain at each width with its CI, whether the CI excludes zero,
-    and which way the point estimates move from the smallest to the largest width."""
+    """Per judge, the thresholded-rate gain at each width with its CI, where the CI excludes zero,
+    where the gain peaks, and whether the largest width's interval overlaps the peak's and the
+    smallest width's."""
+    def overlap(a, b) -> str:
+        return "overlap" if a.gain_ci_low <= b.gain_ci_high and b.gain_ci_low <= a.gain_ci_high else "do not overlap"
+
     t = table[table["metric"] == metrics.METRICS["rate"]]
     out = []
     for judge, rows in t.groupby("judge"):
-        rows = rows.sort_values("d_model")
+        rows = rows.sort_values("d_model").reset_index(drop=True)
         cells = "; ".join(f"d_model {r.d_model} ({r.parameters / 1e6:.2g}M): {r.gain_points:+.1f} "
                           f"[{r.gain_ci_low:+.1f}, {r.gain_ci_high:+.1f}]" for r in rows.itertuples())
-        held = [int(r.d_model) for r in rows.itertuples() if r.gain_ci_low > 0]
-        first, last = rows.iloc[0], rows.iloc[-1]
-        overlap = last["gain_ci_low"] <= first["gain_ci_high"] and first["gain_ci_low"] <= last["gain_ci_high"]
-        trend = ("larger" if last["gain_points"] > first["gain_points"] else "smaller") + \
-            " at the largest width than at the smallest" + \
-            (", but the two intervals overlap" if overlap else ", and the two intervals do not overlap")
-        out.append(f"{judge} judge, contrastive − SFT by width (points, 95% CI): {cells}. The CI excludes zero at "
-                   + (f"d_model {', '.join(map(str, held))}" if held else "no width")
-                   + f"; the gain is {trend}.")
+        held = [str(r.d_model) for r in rows.itertuples() if r.gain_ci_low > 0]
+        first, peak, last = rows.iloc[0], rows.loc[rows["gain_points"].idxmax()], rows.iloc[-1]
+        line = (f"{judge} judge, contrastive − SFT by width (points, 95% CI): {cells}. The CI excludes zero at "
+                + (f"d_model {', '.join(held)}" if held else "no width")
+                + f"; at the largest width the gain is {_compared(last.gain_points, first.gain_points)} at the "
+                f"smallest (intervals {overlap(first, last)})")
+        if peak.d_model not in (first.d_model, last.d_model):
+            line += (f"; the gain peaks at d_model {peak.d_model}, whose interval and the largest width's "
+                     f"{overlap(peak, last)}")
+        out.append(line + ".")
     return out
 
 

@@ -52,4 +52,13 @@ def test_the_gain_is_paired_within_each_width_and_the_sentences_follow_the_inter
     assert set(table["metric"]) == {"thresholded rate", "expected acceptance", "sampled rate"}
     (line,) = size_sentences(table)
     assert "The CI excludes zero at d_model 128;" in line
-    assert "larger at the largest width than at the smallest, and the two intervals do not overlap" in line
+    assert "at the largest width the gain is larger than at the smallest (intervals do not overlap)." in line
+    # a third width: the gain is 128's at a middle width, and none again at the largest
+    three = pd.concat([decisions, decisions[decisions["system"].str.endswith(" 64")].assign(
+        system=lambda d: d["system"].str.replace(" 64", " 256"))], ignore_index=True)
+    three["system"] = three["system"].str.replace(" 128", " 96")
+    models = pd.DataFrame({"d_model": [64, 96, 256], "kind": "contrastive", "seed": 0,
+                           "parameters": [1000, 2000, 8000], "train_seconds": 1.0})
+    (line,) = size_sentences(size_table(three, models))
+    assert "the gain is the same as at the smallest (intervals overlap)" in line
+    assert "; the gain peaks at d_model 96, whose interval and the largest width's do not overlap." in line
