@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slm4offer import check, findings, metrics, paper
+from slm4offer import check, findings, metrics, paper, size_study
 from slm4offer.config import repo_root
 from slm4offer.files import write_text
 
@@ -143,12 +143,19 @@ def ablation_rows(results: Path, tol: dict[str, float]) -> list[str]:
             f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests) | `results/ablations.md` |"]
 
 
+def size_table(results: Path) -> pd.DataFrame | None:
+    """The opt-in size study's table (`make size-study`), where it was run."""
+    names = ("size_study.csv", "size_study_gain.csv", "size_study_models.csv")
+    if not all((results / n).is_file() for n in names):
+        return None
+    return size_study.size_table(*(pd.read_csv(results / n) for n in names))
+
+
 def size_rows(results: Path) -> list[str]:
-    """The opt-in size study (`make size-study`), where it was run: the gain at each width."""
-    path = results / "size_study.csv"
-    if not path.is_file():
+    """The gain at each width of the size study, where it was run."""
+    every = size_table(results)
+    if every is None:
         return []
-    every = pd.read_csv(path)
     every = every[every["metric"] == metrics.METRICS["rate"]]
     t = every[every["judge"] == ("simulated" if "simulated" in set(every["judge"]) else every["judge"].iloc[0])]
     cells = ", ".join(f"d_model {r.d_model} ({r.parameters / 1e6:.2g}M) {r.gain_points:+.1f} "
@@ -185,7 +192,7 @@ def findings_lines(results: Path) -> list[str]:
                                                                   domain)]
     if ablations is not None:
         out += ["", "**Ablations.**", ""] + [f"- {line}" for line in findings.ablation_sentences(ablations)]
-    sizes = csv("size_study.csv")
+    sizes = size_table(results)
     if sizes is not None:
         out += ["", "**Model size (opt-in, `make size-study`).**", ""]
         out += [f"- {line}" for line in findings.size_sentences(sizes)]

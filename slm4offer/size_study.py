@@ -69,13 +69,18 @@ def run_size_study(cfg: Config, widths: list[int], seeds: list[int], judges: lis
     return decisions, pd.DataFrame(models)
 
 
-def size_table(decisions: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+def size_gains(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Contrastive − SFT at each width under every judge and metric (`metrics.comparisons`)."""
+    widths = sorted({int(s.rsplit(" ", 1)[1]) for s in decisions["system"]})
+    return metrics.comparisons(decisions, [(label("sft", w), label("contrastive", w)) for w in widths])
+
+
+def size_table(acceptance: pd.DataFrame, gains: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
     """One row per width, judge and metric: SFT and contrastive (mean, std over seeds, 95% CI) and
-    the gain in points with its paired bootstrap CI and p."""
+    the gain in points with its paired bootstrap CI and p; from the saved tables alone, so
+    REPRODUCE.md is written from them."""
     parameters = models[models["kind"] == "contrastive"].groupby("d_model")["parameters"].first().to_dict()
-    acceptance = metrics.acceptance_table(decisions).assign(system=lambda t: t["system"].astype(str))
-    pairs = [(label("sft", w), label("contrastive", w)) for w in sorted(parameters)]
-    gains = metrics.comparisons(decisions, pairs)
+    acceptance = acceptance.assign(system=acceptance["system"].astype(str))
     rows = []
     for g in gains.itertuples():
         width = int(g.a.rsplit(" ", 1)[1])
@@ -125,13 +130,16 @@ def size_figure(table: pd.DataFrame, caption: str) -> plt.Figure:
     return fig
 
 
-def save_size_study(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, models: pd.DataFrame,
-                    seeds: list[int]) -> plt.Figure:
-    """`results/size_study.{csv,md,tex}`, `size_study_models.csv` (parameters and training seconds of
-    every model), `decisions/size_study.csv` and `figures/size_study.{png,pdf}`, recorded in the manifest."""
+def save_size_study(cfg: Config, decisions: pd.DataFrame, models: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
+    """`results/size_study.csv` (the acceptance table of every kind and width), `size_study_gain.csv`
+    (contrastive − SFT per width), `size_study_models.csv` (parameters and training seconds of every
+    model), `size_study.{md,tex}` (the study's table), `decisions/size_study.csv` and
+    `figures/size_study.{png,pdf}`, recorded in the manifest. Returns the study's table."""
     extra = {"model_source": resolve_source(cfg).kind, "training_seeds": seeds,
              "judges": sorted(set(decisions["judge"]))}
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
+    acceptance, gains = metrics.acceptance_table(decisions), size_gains(decisions)
+    table = size_table(acceptance, gains, models)
     widths = sorted(table["d_model"].unique())
     caption = (f"Contrastive gain against model size: SFT and contrastive (λ = {cfg.lam:g}) at d_model "
                f"{', '.join(map(str, widths))} (d_ff = {cfg.d_ff / cfg.d_model:g}·d_model, "
@@ -144,13 +152,13 @@ def save_size_study(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, m
                                zip(table["gain_points"], table["gain_ci_low"], table["gain_ci_high"], strict=True)])
     shown = shown[["metric", "judge", "d_model", "parameters", "sft_cell", "contrastive_cell", "gain", "p"]].rename(
         columns={"sft_cell": "SFT", "contrastive_cell": "contrastive", "gain": "contrastive − SFT (points)"})
-    save_results(cfg, {"size_study.csv": table.drop(columns=["sft_cell", "contrastive_cell"]).to_csv(index=False),
+    save_results(cfg, {"size_study.csv": acceptance.to_csv(index=False),
+                       "size_study_gain.csv": gains.to_csv(index=False),
+                       "size_study_models.csv": models.to_csv(index=False),
                        "size_study.md": f"# Contrastive gain against model size\n\n{caption}\n\n"
                                         f"{shown.to_markdown(index=False, floatfmt='.3g')}\n",
                        "size_study.tex": shown.to_latex(index=False, caption=latex_text(caption),
                                                         label="tab:size_study", float_format="%.3g"),
-                       "size_study_models.csv": models.to_csv(index=False),
                        "decisions/size_study.csv": metrics.to_wide(decisions).to_csv(index=False)}, record)
-    fig = size_figure(table, caption)
-    save_figure(fig, "size_study", cfg, stage="generate", **extra)
-    return fig
+    save_figure(size_figure(table, caption), "size_study", cfg, stage="generate", **extra)
+    return table

@@ -1,9 +1,10 @@
 import pandas as pd
 import pytest
 
+from slm4offer import metrics
 from slm4offer.config import load_config
 from slm4offer.findings import size_sentences
-from slm4offer.size_study import label, size_grid, size_table, widths_around
+from slm4offer.size_study import label, size_gains, size_grid, size_table, widths_around
 
 
 def test_the_grid_scales_width_like_t5_and_keeps_the_profiles_own_models():
@@ -43,7 +44,7 @@ def test_the_gain_is_paired_within_each_width_and_the_sentences_follow_the_inter
     decisions["seed"] = decisions["seed"].astype("Int64")
     models = pd.DataFrame({"d_model": [64, 64, 128, 128], "kind": ["sft", "contrastive"] * 2, "seed": 0,
                            "parameters": [1000, 1000, 4000, 4000], "train_seconds": 1.0})
-    table = size_table(decisions, models)
+    table = size_table(metrics.acceptance_table(decisions), size_gains(decisions), models)
     rate = table[table["metric"] == "thresholded rate"].set_index("d_model")
     assert rate.loc[64, "gain_points"] == 0 and rate.loc[128, "gain_points"] == pytest.approx(100 * 30 / n)
     assert rate.loc[128, "gain_ci_low"] > 0 and rate.loc[64, "gain_ci_low"] <= 0 <= rate.loc[64, "gain_ci_high"]
@@ -59,6 +60,6 @@ def test_the_gain_is_paired_within_each_width_and_the_sentences_follow_the_inter
     three["system"] = three["system"].str.replace(" 128", " 96")
     models = pd.DataFrame({"d_model": [64, 96, 256], "kind": "contrastive", "seed": 0,
                            "parameters": [1000, 2000, 8000], "train_seconds": 1.0})
-    (line,) = size_sentences(size_table(three, models))
+    (line,) = size_sentences(size_table(metrics.acceptance_table(three), size_gains(three), models))
     assert "the gain is the same as at the smallest (intervals overlap)" in line
     assert "; the gain peaks at d_model 96, whose interval and the largest width's do not overlap." in line
