@@ -130,12 +130,18 @@ def domain_rows(results: Path, tol: dict[str, float]) -> list[str]:
     return rows
 
 
+def _shown_judge(every: pd.DataFrame) -> pd.DataFrame:
+    """The rows of the judge a one-line summary shows: the simulated customer where it judged, else the first."""
+    judges = list(every["judge"])
+    return every[every["judge"] == ("simulated" if "simulated" in judges else judges[0])]
+
+
 def ablation_rows(results: Path, tol: dict[str, float]) -> list[str]:
     path = results / "ablations.csv"
     if not path.is_file():
         return []
     every = pd.read_csv(path)
-    t = every[every["judge"] == ("simulated" if "simulated" in set(every["judge"]) else every["judge"].iloc[0])]
+    t = _shown_judge(every)
     cells = ", ".join(f"{r.system} {_with_tolerance(r.mean, tol[f'ablation: {r.system}, {r.judge} judge'])}"
                       + (" *" if r.p_holm < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
@@ -157,7 +163,7 @@ def size_rows(results: Path) -> list[str]:
     if every is None:
         return []
     every = every[every["metric"] == metrics.METRICS["rate"]]
-    t = every[every["judge"] == ("simulated" if "simulated" in set(every["judge"]) else every["judge"].iloc[0])]
+    t = _shown_judge(every)
     cells = ", ".join(f"d_model {r.d_model} ({r.parameters / 1e6:.2g}M) {r.gain_points:+.1f} "
                       f"[{r.gain_ci_low:+.1f}, {r.gain_ci_high:+.1f}]" for r in t.sort_values("d_model").itertuples())
     return [f"| scale of the effect (not in the paper) | one size, T5-Small (60M) | {t['judge'].iloc[0]} judge, "

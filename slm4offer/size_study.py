@@ -32,6 +32,11 @@ def label(kind: str, width: int) -> str:
     return f"{kind}, d_model {width}"
 
 
+def width_of(system: str) -> int:
+    """The width in a system's name: 256 for 'contrastive, d_model 256' (`label`'s inverse)."""
+    return int(system.rsplit(" ", 1)[1])
+
+
 def widths_around(cfg: Config) -> list[int]:
     """Half, one and two times the profile's width: the default study."""
     return [cfg.d_model // 2, cfg.d_model, 2 * cfg.d_model]
@@ -71,7 +76,7 @@ def run_size_study(cfg: Config, widths: list[int], seeds: list[int], judges: lis
 
 def size_gains(decisions: pd.DataFrame) -> pd.DataFrame:
     """Contrastive − SFT at each width under every judge and metric (`metrics.comparisons`)."""
-    widths = sorted({int(s.rsplit(" ", 1)[1]) for s in decisions["system"]})
+    widths = sorted({width_of(s) for s in decisions["system"]})
     return metrics.comparisons(decisions, [(label("sft", w), label("contrastive", w)) for w in widths])
 
 
@@ -83,7 +88,7 @@ def size_table(acceptance: pd.DataFrame, gains: pd.DataFrame, models: pd.DataFra
     acceptance = acceptance.assign(system=acceptance["system"].astype(str))
     rows = []
     for g in gains.itertuples():
-        width = int(g.a.rsplit(" ", 1)[1])
+        width = width_of(g.a)
         metric = next(k for k, v in metrics.METRICS.items() if v == g.metric)
         row = {"d_model": width, "parameters": parameters[width], "judge": g.judge, "metric": g.metric}
         for kind, system in (("sft", g.a), ("contrastive", g.b)):
