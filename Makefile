@@ -26,7 +26,7 @@ help:
 	@echo "make size-study # after make all: notebook 10, the contrastive gain at three model sizes (~45 min more)"
 	@echo "make check      # after make all: compare results/ with the committed ones, number by number, within tolerances"
 	@echo "make bench      # training/generation speed on this machine -> results/bench.{md,json}"
-	@echo "make lint       # ruff"
+	@echo "make lint       # ruff and mypy"
 	@echo "make clean      # remove cached artifacts (not .venv)"
 
 venv: $(STAMP)
@@ -40,16 +40,16 @@ $(STAMP): pyproject.toml
 
 all: $(RUN_STAMPS)
 ifeq ($(PROFILE),default)
-	$(BIN)/python -m slm4offer.reproduce  # REPRODUCE.md's numbers: rewritten only if a conclusion changed
+	$(BIN)/slm4offer reproduce  # REPRODUCE.md's numbers: rewritten only if a conclusion changed
 endif
 
 # Notebook 10: SFT and contrastive at half, one and two times the profile's width, 3 seeds each.
 size-study: artifacts/$(PROFILE)/.ran/10_model_size
 
 # Compares results/ with the committed results (read from git HEAD) and fails on a number outside
-# its stated tolerance or a changed conclusion. New reference results: python -m slm4offer.reproduce --write
+# its stated tolerance or a changed conclusion. New reference results: slm4offer reproduce --write
 check: $(STAMP)
-	$(BIN)/python -m slm4offer.check
+	$(BIN)/slm4offer check
 
 # Each notebook is executed with the profile as a papermill parameter (recorded in it). The default
 # profile's run replaces the notebook in place (outputs are committed for readers); any other
@@ -64,8 +64,8 @@ artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/papermill --cwd notebooks -k python3 --log-level WARNING \
 		-p profile $(PROFILE) --execution-timeout 3600 $< notebooks/.$*.$(PROFILE).tmp.ipynb
 	mv notebooks/.$*.$(PROFILE).tmp.ipynb $(EXECUTED)/$*.ipynb
-	$(BIN)/python -m slm4offer.notebooks $(EXECUTED)/$*.ipynb  # the recorded profile: kept, skipped by nbval
-	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/python -m slm4offer.manifest $* $$(( $$(date +%s) - $$(cat $@.start) ))
+	$(BIN)/slm4offer mark-parameters $(EXECUTED)/$*.ipynb  # the recorded profile: kept, skipped by nbval
+	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/slm4offer record-stage $* $$(( $$(date +%s) - $$(cat $@.start) ))
 	touch $@
 
 test: $(STAMP)
@@ -79,6 +79,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check slm4offer tests benchmarks notebooks
+	$(BIN)/mypy
 
 clean:
 	rm -rf artifacts

@@ -7,12 +7,18 @@ notebooks and YAML config files always offer the same settings.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from slm4offer.config import JUDGES, STAGE_FIELDS, Config, config_fields, load_config
+from slm4offer.cache import STAGE_FIELDS
+from slm4offer.config import Config, config_fields, load_config, repo_root
+from slm4offer.errors import CannotRun, MissingFile, UserError
+from slm4offer.files import write_text
+from slm4offer.judges import JUDGES
 
 EPILOG = """examples:
   slm4offer synthesize --domain finance --profile default
@@ -27,6 +33,8 @@ EPILOG = """examples:
   slm4offer validate-judge --judge learned --labels my_labels.csv
   slm4offer offers --model artifacts/default/model-finance-contrastive-scratch-HASH --personas new.csv --out offers.csv
   slm4offer config --profile smoke
+  slm4offer check                      # after make all: this run against the committed results
+  slm4offer recompute                  # every acceptance table from its committed decisions
 """
 
 
@@ -65,7 +73,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, command: str, defaults: C
         if f.name not in COMMAND_FIELDS[command]:
             continue
         flag = "--" + f.name.replace("_", "-")
-        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": _bool}.get(f.type, str)
+        kind: Any = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": _bool}.get(f.type, str)
         shown = f"profile {defaults.profile}: {getattr(defaults, f.name)!r}" if defaults else f"{f.default!r}"
         parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
                             help=f"{f.metadata['help']} (default, {shown})")
@@ -136,15 +144,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                           help="a judge to use; repeat for several (default: the judges field)")
     _add_config_flags(evaluate, "evaluate", defaults)
 
-    check = sub.add_parser("validate-judge", help="agreement of a judge with reference labels "
+    vj = sub.add_parser("validate-judge", help="agreement of a judge with reference labels "
                            "-> results/judge_validation.*",
                            description="Compare a judge's verdicts with human labels (--labels: CSV with "
                                        "persona_id, offer, label = accept/reject/1/0) or, without --labels, "
                                        "with the simulated customer on judge_samples generated offers: "
                                        "2x2 table, chi-square, raw agreement, Cohen's kappa with a bootstrap CI.")
-    check.add_argument("--judge", choices=JUDGES, default="learned", dest="judge_name")
-    check.add_argument("--labels", type=Path, help="human-label CSV (template: examples/judge_labels/)")
-    _add_config_flags(check, "validate-judge", defaults)
+    vj.add_argument("--judge", choices=JUDGES, default="learned", dest="judge_name")
+    vj.add_argument("--labels", type=Path, help="human-label CSV (template: examples/judge_labels/)")
+    _add_config_flags(vj, "validate-judge", defaults)
 
     offers = sub.add_parser("offers", help="offers for a file of new personas from a trained model",
                             description="Generate one offer per persona of a CSV/JSONL file (persona_id, persona, "
@@ -162,7 +170,220 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
     show = sub.add_parser("config", help="print the resolved configuration")
     _add_config_flags(show, "config", defaults)
+
+    check = sub.add_parser("check", help="compare results/ with the committed results, number by number "
+                           "(make check)", description=report_check_doc())
+    check.add_argument("--committed", default="HEAD", help="git ref whose results/ are the reference")
+    check.add_argument("--results", type=Path, default=None, help="results folder to check (default: results/)")
+    check.add_argument("--partial", action="store_true", help="skip result files this run lacks")
+    check.add_argument("--provenance", type=Path, help="JSON file describing the rerun, shown in --out")
+    check.add_argument("--out", type=Path, help="also write the report as Markdown")
+
+    recompute = sub.add_parser("recompute", help="recompute every acceptance table from its per-persona "
+                               "decisions and compare with the saved tables",
+                               description="Recompute results/<name>.csv and <name>_gain.csv from "
+                                           "results/decisions/<name>.csv for every decision file; exit 1 on any "
+                                           "difference.")
+    recompute.add_argument("results", nargs="?", type=Path, default=Path("results"),
+                           help="the results folder (default: results)")
+
+    reproduce = sub.add_parser("reproduce", help="rewrite REPRODUCE.md's numbers block from results/ "
+                               "(make all runs it)",
+                               description="Rewrite the numbers block of REPRODUCE.md from results/, unless only "
+                                           "numbers moved and every committed conclusion still holds.")
+    reproduce.add_argument("--write", action="store_true", help="rewrite the block whatever changed (new "
+                           "reference results to be committed)")
+
+    release = sub.add_parser("release", help="copy the contrastive model to models/ with its model card",
+                             description="Copy the cached contrastive model of a profile (after make all) to "
+                                         "models/slm4offer-<domain>-contrastive-<profile>/ with its model card.")
+    release.add_argument("--profile", default="default", help="the profile whose model is released "
+                         "(default: default)")
+
+    stage = sub.add_parser("record-stage", help="(make all) record a notebook's wall time in the manifest")
+    stage.add_argument("notebook")
+    stage.add_argument("seconds", type=float)
+    mark = sub.add_parser("mark-parameters", help="(make all) tag a notebook's injected-parameters cell nbval-skip")
+    mark.add_argument("notebooks", nargs="+", type=Path)
     return parser
+
+
+def report_check_doc() -> str:
+    return "Compare this run's results/ with the committed ones (read from git, never from the working tree): " \
+           "every number within its stated tolerance, every conclusion unchanged (slm4offer.report.check)."
+
+
+def _synthesize(args: argparse.Namespace) -> int:
+    from slm4offer.data.dataset import build_dataset, export_data_card
+
+    cfg = _config(args)
+    start = time.perf_counter()
+    dd = build_dataset(cfg)
+    card = export_data_card(cfg)
+    print(f"dataset: {cfg.dataset_dir}\n{dd}\ndata card: {card}\n({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _validate_data(args: argparse.Namespace) -> int:
+    from slm4offer.data.userdata import build_user_dataset, load_user_data
+
+    if args.out:
+        out = build_user_dataset(args.interactions, args.offers, args.out, seed=args.seed)
+        print(f"valid; dataset written to {out}")
+    else:
+        rows, catalog = load_user_data(args.interactions, args.offers)
+        print(f"valid: {len(rows)} personas, {len(catalog)} offers, "
+              f"{sum(len(r['accepted_offer_ids']) for r in rows)} accepted")
+    return 0
+
+
+def _train(args: argparse.Namespace) -> int:
+    from slm4offer.model import distributed
+    from slm4offer.model.training import train
+
+    start = time.perf_counter()
+    result = train(_config(args), args.kind)
+    if not distributed.is_main():  # the main process reports
+        return 0
+    evals = [log for log in result.log_history if "eval_loss" in log]
+    print(f"{result.label} model ({result.info['source_kind']}, {result.info['parameters']:,} "
+          f"parameters): {result.path}\nfinal validation: "
+          + ", ".join(f"{k} {evals[-1][k]:.4f}" for k in ("eval_loss", "eval_ce", "eval_infonce") if k in evals[-1])
+          + f"\n({time.perf_counter() - start:.1f} s)")
+    return 0
+
+
+def _generate(args: argparse.Namespace) -> int:
+    from slm4offer.model.generation import generate
+
+    rows = generate(_config(args), args.kind, split=args.split)
+    for row in rows[:3]:
+        print(f"{row['persona']}\n  -> {row['offer']}")
+    print(f"{len(rows)} offers generated for the {args.split} split")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from slm4offer.experiments.acceptance import acceptance_results
+    from slm4offer.report.findings import headline
+    from slm4offer.report.tables import formatted, save_acceptance
+
+    cfg = _config(args)
+    res = acceptance_results(cfg, judges=args.judge_list)
+    save_acceptance(cfg, res)
+    print(formatted(res.table).to_string())
+    print(headline(res.table, res.gain, res.tests))
+    for judge, r in res.table.groupby("judge", sort=False)[["errors", "judged"]].sum().iterrows():
+        items = r["errors"] + r["judged"]
+        print(f"{judge} judge: {r['errors']} of {items} items ended in an error "
+              f"({r['errors'] / max(items, 1):.1%} error share; errors are not counted as verdicts)")
+    print(f"written to {cfg.results_dir} and {cfg.figures_dir}")
+    return 0
+
+
+def _validate_judge(args: argparse.Namespace) -> int:
+    from slm4offer.experiments.judge_validation import summary, validate_judge
+    from slm4offer.report.tables import write_validation
+
+    cfg = _config(args)
+    result = validate_judge(cfg, args.judge_name, args.labels)
+    print(summary(result).to_string())
+    print("written:", ", ".join(str(p) for p in write_validation(cfg, result)))
+    return 0
+
+
+def _offers(args: argparse.Namespace) -> int:
+    from slm4offer.model.offers import offers_for, read_personas, write_offers
+
+    rows = offers_for(args.model, read_personas(args.personas), args.rerank, args.batch_size, args.device)
+    out = write_offers(rows, args.out)
+    print(f"{len(rows)} offers for the personas of {args.personas} written to {out}")
+    return 0
+
+
+def _show_config(args: argparse.Namespace) -> int:
+    cfg = _config(args)
+    print(cfg.summary())
+    print(f"dataset_dir={cfg.dataset_dir}")
+    return 0
+
+
+def _check(args: argparse.Namespace) -> int:
+    from slm4offer.report.check import committed_results, compare, markdown
+
+    results = args.results or repo_root() / "results"
+    report = compare(committed_results(args.committed), results, partial=args.partial)
+    about = json.loads(args.provenance.read_text()) if args.provenance else None
+    text = markdown(report, args.committed, results, about)
+    print(text)
+    if args.out:
+        write_text(args.out, text)
+    return 0 if report.ok else 1
+
+
+def _recompute(args: argparse.Namespace) -> int:
+    from slm4offer.experiments.metrics import acceptance_table, read_decisions
+    from slm4offer.report.check import recompute
+
+    results = args.results
+    names = sorted(p.stem for p in (results / "decisions").glob("*.csv"))
+    if not names:
+        raise MissingFile(f"no decision files in {results / 'decisions'}")
+    failed = False
+    for name in names:
+        problems = recompute(results, name)
+        table = acceptance_table(read_decisions(results / "decisions" / f"{name}.csv"))
+        shown = table[["system", "judge", "mean", "ci_low", "ci_high", "expected", "sampled"]]
+        print(f"## {name}: recomputed from {results / 'decisions' / (name + '.csv')}\n")
+        print(shown.to_string(index=False, float_format=lambda x: f"{100 * x:.1f}"))
+        print("\n" + ("\n".join(problems) if problems else f"identical to {name}.csv and {name}_gain.csv") + "\n")
+        failed |= bool(problems)
+    return 1 if failed else 0
+
+
+def _reproduce(args: argparse.Namespace) -> int:
+    from slm4offer.report.check import committed_results
+    from slm4offer.report.reproduce import update
+
+    root = repo_root()
+    if args.write:
+        print("REPRODUCE.md", update(root / "REPRODUCE.md", root / "results"))
+        return 0
+    try:
+        committed = committed_results("HEAD", root)
+    except CannotRun as exc:  # e.g. a copy without git history: nothing to compare conclusions with
+        print(f"REPRODUCE.md kept ({exc})")
+        return 0
+    print("REPRODUCE.md", update(root / "REPRODUCE.md", root / "results", committed))
+    return 0
+
+
+def _release(args: argparse.Namespace) -> int:
+    from slm4offer.report.release import export
+
+    print("released:", export(load_config(args.profile)))
+    return 0
+
+
+def _record_stage(args: argparse.Namespace) -> int:
+    from slm4offer.report.outputs import record_stage
+
+    print(f"{args.notebook}: {record_stage(args.notebook, args.seconds)['seconds']} s")
+    return 0
+
+
+def _mark_parameters(args: argparse.Namespace) -> int:
+    from slm4offer.report.notebooks import mark_injected_parameters
+
+    for path in args.notebooks:
+        mark_injected_parameters(path)
+    return 0
+
+
+COMMANDS = {"synthesize": _synthesize, "validate-data": _validate_data, "train": _train, "generate": _generate,
+            "evaluate": _evaluate, "validate-judge": _validate_judge, "offers": _offers, "config": _show_config,
+            "check": _check, "recompute": _recompute, "reproduce": _reproduce, "release": _release,
+            "record-stage": _record_stage, "mark-parameters": _mark_parameters}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -173,81 +394,10 @@ def main(argv: list[str] | None = None) -> int:
               "run this command as one process (it reuses the trained models)", file=sys.stderr)
         return 2
     try:
-        if args.command == "synthesize":
-            from slm4offer.data import build_dataset, export_data_card
-
-            cfg = _config(args)
-            start = time.perf_counter()
-            dd = build_dataset(cfg)
-            card = export_data_card(cfg)
-            print(f"dataset: {cfg.dataset_dir}\n{dd}\ndata card: {card}\n"
-                  f"({time.perf_counter() - start:.1f} s)")
-        elif args.command == "validate-data":
-            from slm4offer.userdata import build_user_dataset, load_user_data
-
-            if args.out:
-                out = build_user_dataset(args.interactions, args.offers, args.out, seed=args.seed)
-                print(f"valid; dataset written to {out}")
-            else:
-                rows, catalog = load_user_data(args.interactions, args.offers)
-                print(f"valid: {len(rows)} personas, {len(catalog)} offers, "
-                      f"{sum(len(r['accepted_offer_ids']) for r in rows)} accepted")
-        elif args.command == "train":
-            from slm4offer import distributed
-            from slm4offer.training import train
-
-            start = time.perf_counter()
-            result = train(_config(args), args.kind)
-            if not distributed.is_main():  # the main process reports
-                return 0
-            evals = [log for log in result.log_history if "eval_loss" in log]
-            print(f"{result.label} model ({result.info['source_kind']}, {result.info['parameters']:,} "
-                  f"parameters): {result.path}\nfinal validation: "
-                  + ", ".join(f"{k} {evals[-1][k]:.4f}" for k in ("eval_loss", "eval_ce", "eval_infonce")
-                              if k in evals[-1])
-                  + f"\n({time.perf_counter() - start:.1f} s)")
-        elif args.command == "generate":
-            from slm4offer.generation import generate
-
-            rows = generate(_config(args), args.kind, split=args.split)
-            for row in rows[:3]:
-                print(f"{row['persona']}\n  -> {row['offer']}")
-            print(f"{len(rows)} offers generated for the {args.split} split")
-        elif args.command == "evaluate":
-            from slm4offer.evaluation import acceptance_results, formatted, save_acceptance
-            from slm4offer.findings import headline
-
-            cfg = _config(args)
-            res = acceptance_results(cfg, judges=args.judge_list)
-            save_acceptance(cfg, res)
-            print(formatted(res.table).to_string())
-            print(headline(res.table, res.gain, res.tests))
-            for judge, r in res.table.groupby("judge", sort=False)[["errors", "judged"]].sum().iterrows():
-                items = r["errors"] + r["judged"]
-                print(f"{judge} judge: {r['errors']} of {items} items ended in an error "
-                      f"({r['errors'] / max(items, 1):.1%} error share; errors are not counted as verdicts)")
-            print(f"written to {cfg.results_dir} and {cfg.figures_dir}")
-        elif args.command == "validate-judge":
-            from slm4offer.judge_validation import summary, validate_judge, write_validation
-
-            cfg = _config(args)
-            result = validate_judge(cfg, args.judge_name, args.labels)
-            print(summary(result).to_string())
-            print("written:", ", ".join(str(p) for p in write_validation(cfg, result)))
-        elif args.command == "offers":
-            from slm4offer.offers import offers_for, read_personas, write_offers
-
-            rows = offers_for(args.model, read_personas(args.personas), args.rerank, args.batch_size, args.device)
-            out = write_offers(rows, args.out)
-            print(f"{len(rows)} offers for the personas of {args.personas} written to {out}")
-        elif args.command == "config":
-            cfg = _config(args)
-            print(cfg.summary())
-            print(f"dataset_dir={cfg.dataset_dir}")
-    except (ValueError, KeyError, TypeError, FileNotFoundError, RuntimeError) as exc:
+        return COMMANDS[args.command](args)
+    except UserError as exc:  # anything else is a bug: its traceback is kept
         print(f"slm4offer {args.command}: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":

@@ -4,8 +4,7 @@ Settings flow only through `Config`. A profile (`smoke`, `default`, `paper`) is 
 overrides on the dataclass defaults; a YAML file, a notebook's parameters cell or CLI flags
 override single fields on top. Unknown keys and wrong types raise at once, naming the key.
 
-Cached artifacts live under `artifacts/<profile>/` and are named by the hash of the fields that
-produced them (`Config.stage_hash`), so a stage reruns only when its own inputs change.
+Cached artifacts live under `artifacts/<profile>/`, named by `cache.stage_hash`.
 Only this module and `cli.py` read the environment.
 """
 
@@ -13,8 +12,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import os
 import types
 import typing
@@ -23,8 +20,10 @@ from pathlib import Path
 
 import yaml
 
+from slm4offer.cache import stage_hash
+from slm4offer.errors import InvalidValue, MissingFile, UnknownKey, WrongType
+
 PROFILE_ENV = "SLM4OFFER_PROFILE"
-JUDGES = ("simulated", "learned", "llm")
 ROOT_ENV = "SLM4OFFER_ROOT"
 
 
@@ -133,28 +132,28 @@ class Config:
         if self.data:
             path = (repo_root() / Path(self.data).expanduser()).resolve()  # relative: to the project folder
             if not (path / "dataset_dict.json").is_file():
-                raise ValueError(f"data={self.data!r}: not a dataset folder (write one with `slm4offer "
+                raise InvalidValue(f"data={self.data!r}: not a dataset folder (write one with `slm4offer "
                                  "validate-data INTERACTIONS --offers OFFERS --out DIR`)")
             # kept relative to the project when inside it, so no machine's path reaches results/
             inside = path.is_relative_to(repo_root())
             object.__setattr__(self, "data", path.relative_to(repo_root()).as_posix() if inside else str(path))
         if self.profile not in PROFILES:
-            raise ValueError(f"profile={self.profile!r}: unknown profile (known: {', '.join(PROFILES)})")
+            raise InvalidValue(f"profile={self.profile!r}: unknown profile (known: {', '.join(PROFILES)})")
         if self.generator not in ("world", "openai"):
-            raise ValueError(f"generator={self.generator!r}: must be 'world' or 'openai'")
+            raise InvalidValue(f"generator={self.generator!r}: must be 'world' or 'openai'")
         if self.catalog_size < 0:
-            raise ValueError(f"catalog_size={self.catalog_size}: must be >= 0 (0 = every offer)")
+            raise InvalidValue(f"catalog_size={self.catalog_size}: must be >= 0 (0 = every offer)")
         for name in ("n_personas", "offers_per_round", "max_rounds",
                      "llm_concurrency", "llm_max_attempts"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+                raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 1")
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(self, name) < 0.5:
-                raise ValueError(f"{name}={getattr(self, name)}: must be in (0, 0.5)")
+                raise InvalidValue(f"{name}={getattr(self, name)}: must be in (0, 0.5)")
         if self.llm_timeout_s <= 0 or self.llm_backoff_s < 0:
-            raise ValueError("llm_timeout_s must be > 0 and llm_backoff_s >= 0")
+            raise InvalidValue("llm_timeout_s must be > 0 and llm_backoff_s >= 0")
         if not 0 <= self.llm_max_error_share <= 1:
-            raise ValueError(f"llm_max_error_share={self.llm_max_error_share}: must be in [0, 1]")
+            raise InvalidValue(f"llm_max_error_share={self.llm_max_error_share}: must be in [0, 1]")
         self._check_model_fields()
         self._check_judge_fields()
 
@@ -163,71 +162,46 @@ class Config:
                    "negatives": ("hard+in_batch", "hard", "in_batch")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
-                raise ValueError(f"{name}={getattr(self, name)!r}: must be one of {', '.join(allowed)}")
+                raise InvalidValue(f"{name}={getattr(self, name)!r}: must be one of {', '.join(allowed)}")
         if not 0.0 <= self.lam <= 1.0:
-            raise ValueError(f"lam={self.lam}: the InfoNCE weight must be in [0, 1] (0 = SFT only)")
+            raise InvalidValue(f"lam={self.lam}: the InfoNCE weight must be in [0, 1] (0 = SFT only)")
         if not self.tau > 0:
-            raise ValueError(f"tau={self.tau}: the temperature must be > 0")
+            raise InvalidValue(f"tau={self.tau}: the temperature must be > 0")
         for name in ("vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
                      "max_persona_tokens", "max_offer_tokens", "epochs", "batch_size", "grad_accum",
                      "logs_per_epoch", "num_beams", "generation_batch_size"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+                raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 1")
         for name in ("hard_negatives", "projection_dim", "rerank_candidates"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 0")
+                raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 0")
         if self.negatives != "in_batch" and self.hard_negatives == 0 and self.lam > 0:
-            raise ValueError(f"negatives={self.negatives!r} needs hard_negatives >= 1 "
+            raise InvalidValue(f"negatives={self.negatives!r} needs hard_negatives >= 1 "
                              "(or use negatives='in_batch')")
         if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
-            raise ValueError("dropout and warmup_ratio must be in [0, 1)")
+            raise InvalidValue("dropout and warmup_ratio must be in [0, 1)")
         if self.learning_rate <= 0 or self.weight_decay < 0:
-            raise ValueError("learning_rate must be > 0 and weight_decay >= 0")
+            raise InvalidValue("learning_rate must be > 0 and weight_decay >= 0")
         if self.device != "auto" and not self.device.startswith(("cpu", "cuda")):
-            raise ValueError(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
+            raise InvalidValue(f"device={self.device!r}: use auto, cpu, cuda or cuda:N")
         if self.rerank_candidates == 1:
-            raise ValueError("rerank_candidates=1 has nothing to rerank: use 0 (off) or >= 2")
+            raise InvalidValue("rerank_candidates=1 has nothing to rerank: use 0 (off) or >= 2")
 
     def _check_judge_fields(self) -> None:
-        unknown = [j for j in self.judge_names if j not in JUDGES]
-        if unknown or not self.judge_names:
-            raise ValueError(f"judges={self.judges!r}: give one or more of {', '.join(JUDGES)}, comma-separated")
+        if not self.judge_names:  # the names themselves are checked against the registry, slm4offer.judges
+            raise InvalidValue(f"judges={self.judges!r}: give one or more judges, comma-separated")
         if not 0 < self.accept_threshold < 1:
-            raise ValueError(f"accept_threshold={self.accept_threshold}: must be in (0, 1)")
+            raise InvalidValue(f"accept_threshold={self.accept_threshold}: must be in (0, 1)")
         for name in ("eval_seeds", "judge_samples"):
             if getattr(self, name) < 1:
-                raise ValueError(f"{name}={getattr(self, name)}: must be >= 1")
+                raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 1")
         if self.baseline_candidates < 2:
-            raise ValueError(f"baseline_candidates={self.baseline_candidates}: must be >= 2 (one candidate "
+            raise InvalidValue(f"baseline_candidates={self.baseline_candidates}: must be >= 2 (one candidate "
                              "leaves nothing to rerank)")
 
     @property
     def judge_names(self) -> list[str]:
         return [j.strip() for j in self.judges.split(",") if j.strip()]
-
-    # --- hashing ----------------------------------------------------------------------------
-    def stage_hash(self, stage: str, **extra) -> str:
-        """Short hash of the fields (and domain file, code, `extra`) that determine `stage`'s output."""
-        from slm4offer.domains import domain_digest  # domains imports nothing from here at load
-
-        if stage not in STAGE_FIELDS:
-            raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGE_FIELDS)})")
-        names = list(STAGE_FIELDS[stage])
-        if self.generator == "openai":
-            names += ["llm_model", "llm_temperature"]
-        payload = {n: getattr(self, n) for n in names} | extra
-        if self.data:  # your own dataset: its content decides, not the synthetic world's settings
-            from slm4offer.provenance import dataset_fingerprint  # provenance imports this module
-
-            payload = {n: v for n, v in payload.items() if n not in STAGE_FIELDS["dataset"]}
-            payload["data_digest"] = dataset_fingerprint(self.dataset_dir)
-        else:
-            payload["domain_digest"] = domain_digest(self.domain)
-        package = Path(__file__).parent
-        files = STAGE_CODE[stage] + (LLM_GENERATOR_CODE if self.generator == "openai" else ())
-        payload["code_digest"] = hashlib.sha256(b"".join((package / f).read_bytes() for f in files)).hexdigest()
-        blob = json.dumps(payload, sort_keys=True).encode()
-        return hashlib.sha256(blob).hexdigest()[:12]
 
     # --- paths ------------------------------------------------------------------------------
     @property
@@ -238,7 +212,7 @@ class Config:
     def dataset_dir(self) -> Path:
         if self.data:
             return repo_root() / self.data  # an absolute `data` stays as it is
-        return self.artifacts_dir / f"dataset-{domain_name(self.domain)}-{self.stage_hash('dataset')}"
+        return self.artifacts_dir / f"dataset-{domain_name(self.domain)}-{stage_hash(self, 'dataset')}"
 
     @property
     def figures_dir(self) -> Path:
@@ -283,29 +257,6 @@ SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
                    "baseline_candidates"),
 }
 
-# Fields each stage reads; a stage's hash covers these plus its upstream stages' fields.
-STAGE_FIELDS: dict[str, tuple[str, ...]] = {
-    "dataset": ("domain", "seed", "generator", "n_personas", "catalog_size", "offers_per_round",
-                "max_rounds", "val_fraction", "test_fraction"),
-}
-STAGE_FIELDS["train"] = STAGE_FIELDS["dataset"] + (
-    "init", "pretrained_model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
-    "dropout", "max_persona_tokens", "max_offer_tokens", "lam", "tau", "hard_negatives", "negatives",
-    "pooling", "projection_dim", "train_seed", "epochs", "batch_size", "grad_accum", "learning_rate",
-    "weight_decay", "warmup_ratio", "logs_per_epoch", "bf16")
-STAGE_FIELDS["generate"] = STAGE_FIELDS["train"] + ("num_beams", "rerank_candidates")
-STAGE_FIELDS["judge"] = STAGE_FIELDS["dataset"]  # the learned judge; the threshold applies later
-
-# Source files whose edits invalidate a stage's cache (code is an input too). The LLM client
-# counts only where the dataset came from it (generator='openai').
-STAGE_CODE: dict[str, tuple[str, ...]] = {
-    "dataset": ("domains/__init__.py", "world.py", "data.py"),
-}
-LLM_GENERATOR_CODE = ("llm.py", "llm_generator.py")
-STAGE_CODE["train"] = STAGE_CODE["dataset"] + ("modeling.py", "losses.py", "distributed.py", "training.py")
-STAGE_CODE["generate"] = STAGE_CODE["train"] + ("generation.py",)
-STAGE_CODE["judge"] = STAGE_CODE["dataset"] + ("learned_judge.py",)
-
 # Profiles override only what differs from the dataclass defaults (which are `default`).
 PROFILES: dict[str, dict] = {
     "smoke": {"n_personas": 400, "catalog_size": 48, "vocab_size": 800, "d_model": 64, "d_ff": 128,
@@ -326,7 +277,7 @@ def load_config(profile: str | None = None, config_file: str | Path | None = Non
     """
     profile = profile or os.environ.get(PROFILE_ENV) or "default"
     if profile not in PROFILES:
-        raise ValueError(f"profile={profile!r}: unknown profile (known: {', '.join(PROFILES)})")
+        raise InvalidValue(f"profile={profile!r}: unknown profile (known: {', '.join(PROFILES)})")
     values: dict = {"profile": profile, **PROFILES[profile]}
     if config_file is not None:
         values.update(_read_yaml_overrides(Path(config_file)))
@@ -337,10 +288,10 @@ def load_config(profile: str | None = None, config_file: str | Path | None = Non
 
 def _read_yaml_overrides(path: Path) -> dict:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: config file not found")
+        raise MissingFile(f"{path}: config file not found")
     data = yaml.safe_load(path.read_text()) or {}
     if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
+        raise InvalidValue(f"{path}: expected a mapping of config fields, got {type(data).__name__}")
     _check_keys(data, source=str(path))
     return data
 
@@ -351,7 +302,7 @@ def _check_keys(values: dict, source: str) -> None:
         if key not in known:
             hint = difflib.get_close_matches(key, known, n=1)
             extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise KeyError(f"{source}: unknown config key {key!r}{extra}")
+            raise UnknownKey(f"{source}: unknown config key {key!r}{extra}")
 
 
 def _check_types(cfg: Config) -> None:
@@ -363,11 +314,11 @@ def _check_types(cfg: Config) -> None:
             object.__setattr__(cfg, f.name, float(value))  # 1 is a fine float
             continue
         if isinstance(value, bool) and bool not in allowed:
-            raise TypeError(f"{f.name}={value!r}: expected {expected}, got bool")
+            raise WrongType(f"{f.name}={value!r}: expected {expected}, got bool")
         if not isinstance(value, tuple(a for a in allowed if a is not type(None))) and not (
             value is None and type(None) in allowed
         ):
-            raise TypeError(f"{f.name}={value!r}: expected {expected}, got {type(value).__name__}")
+            raise WrongType(f"{f.name}={value!r}: expected {expected}, got {type(value).__name__}")
 
 
 def llm_api_key() -> str:

@@ -39,6 +39,7 @@ from pathlib import Path
 import openai
 from tqdm import tqdm
 
+from slm4offer.errors import CannotRun, InvalidValue
 from slm4offer.files import write_json
 
 Messages = list[dict[str, str]]
@@ -50,11 +51,11 @@ RETRIED_STATUS = {408, 409, 429}  # and every 5xx
 MIN_ITEMS_FOR_ERROR_SHARE = 20  # an error share is judged over at least this many items (or all, if fewer)
 
 
-class EndpointError(RuntimeError):
+class EndpointError(CannotRun):
     """A failure no retry can fix (unreachable endpoint, refused key, unknown model): the run stops."""
 
 
-class TooManyErrors(RuntimeError):
+class TooManyErrors(CannotRun):
     """More items ended in an error than `max_error_share` allows: the run stops, answers stay cached."""
 
 
@@ -65,6 +66,13 @@ class LLMResult:
     attempts: int        # requests tried for this item (0 when served from the cache)
     cached: bool
 
+    @property
+    def answer(self) -> dict:
+        """The validated value of an item that did not end in an error."""
+        if self.value is None:
+            raise CannotRun(f"no answer for this item: {self.error}")
+        return self.value
+
 
 class JSONChat:
     """Send chat requests that must come back as one JSON object each."""
@@ -74,7 +82,7 @@ class JSONChat:
                  timeout_s: float = 60.0, backoff_s: float = 1.0, max_error_share: float = 0.2,
                  client: openai.OpenAI | None = None):
         if not 0 <= max_error_share <= 1:
-            raise ValueError(f"max_error_share={max_error_share}: must be in [0, 1]")
+            raise InvalidValue(f"max_error_share={max_error_share}: must be in [0, 1]")
         self.model, self.temperature = model, temperature
         self.cache_dir = Path(cache_dir)
         self.concurrency, self.max_attempts = concurrency, max_attempts
@@ -101,7 +109,7 @@ class JSONChat:
         """
         checks = validate if isinstance(validate, list) else [validate] * len(requests)
         if len(checks) != len(requests):
-            raise ValueError(f"{len(requests)} requests but {len(checks)} validators")
+            raise InvalidValue(f"{len(requests)} requests but {len(checks)} validators")
         results: list[LLMResult | None] = [None] * len(requests)
         stop = threading.Event()
 
@@ -130,10 +138,13 @@ class JSONChat:
             raise
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        self.last_run = RunStats.of(desc, results)
+        answered = [r for r in results if r is not None]
+        if len(answered) != len(results):  # every item ends with a value or an error unless the loop raised
+            raise CannotRun(f"{desc}: {len(results) - len(answered)} items ended with neither a value nor an error")
+        self.last_run = RunStats.of(desc, answered)
         if self.last_run.errors:
             print(self.last_run.summary(), file=sys.stderr)
-        return results
+        return answered
 
     def _check_error_share(self, desc: str, errors: int, finished: int, total: int,
                            results: list[LLMResult | None]) -> None:
@@ -156,7 +167,7 @@ class JSONChat:
         conversation, error = list(messages), "no attempt made"
         for attempt in range(1, self.max_attempts + 1):
             try:
-                response = self.client.chat.completions.create(
+                response = self.client.chat.completions.create(  # type: ignore[call-overload]  # plain dicts
                     model=self.model, messages=conversation, temperature=self.temperature,
                     response_format={"type": "json_object"})
             except openai.APIStatusError as exc:  # the endpoint answered with an HTTP error
@@ -178,7 +189,7 @@ class JSONChat:
                 continue
             self.replied = True
             content, problem = _content(response)
-            if problem is None:
+            if problem is None and content is not None:
                 try:
                     value = validate(_parse_json(content))
                     write_json(path, {"model": self.model, "messages": messages, "value": value})
@@ -232,12 +243,13 @@ def _refused(exc: BaseException) -> bool:
     """Was the connection refused (nothing listening), as opposed to cut, reset or timed out?"""
     if isinstance(exc, openai.APITimeoutError):
         return False
-    seen = set()
-    while exc is not None and id(exc) not in seen:
-        seen.add(id(exc))
-        if isinstance(exc, ConnectionRefusedError) or type(exc).__name__ == "ConnectError":
+    seen: set[int] = set()
+    cause: BaseException | None = exc
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        if isinstance(cause, ConnectionRefusedError) or type(cause).__name__ == "ConnectError":
             return True
-        exc = exc.__cause__ or exc.__context__
+        cause = cause.__cause__ or cause.__context__
     return False
 
 
@@ -259,9 +271,9 @@ def _parse_json(content: str) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"not JSON ({exc.msg} at char {exc.pos})") from exc
+        raise InvalidValue(f"not JSON ({exc.msg} at char {exc.pos})") from exc
     if not isinstance(value, dict):
-        raise ValueError(f"expected a JSON object, got {type(value).__name__}")
+        raise InvalidValue(f"expected a JSON object, got {type(value).__name__}")
     return value
 
 

@@ -14,15 +14,12 @@ error of its probability (checked on a second CPU; a test pins the smoke world's
 
 from __future__ import annotations
 
-import functools
-import hashlib
-import json
 import platform
 import subprocess
 import time
 from importlib import metadata
-from pathlib import Path
 
+from slm4offer.cache import dataset_fingerprint, stage_hash
 from slm4offer.config import Config, repo_root
 
 TRACKED_PACKAGES = ("slm4offer", "torch", "transformers", "tokenizers", "accelerate", "datasets", "numpy",
@@ -69,28 +66,6 @@ def numerics(device: str = "auto") -> dict:
             "cuda": torch.version.cuda if cuda else None}
 
 
-def dataset_fingerprint(dataset_dir: str | Path) -> str:
-    """SHA-256 of a saved dataset's rows (every split) and catalog: equal data, equal hash, any machine."""
-    path = Path(dataset_dir)
-    return _fingerprint(str(path.resolve()), (path / "dataset_dict.json").stat().st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=8)
-def _fingerprint(path: str, _mtime_ns: int) -> str:
-    import datasets
-
-    from slm4offer.data import CATALOG_FILE  # data imports this module: import at call time
-
-    dd = datasets.load_from_disk(path)
-    digest = hashlib.sha256()
-    for split in sorted(dd):
-        digest.update(split.encode())
-        for row in dd[split].to_list():
-            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode() + b"\n")
-    digest.update((Path(path) / CATALOG_FILE).read_bytes())
-    return digest.hexdigest()
-
-
 def collect(cfg: Config, stage: str | None = None, with_time: bool = False, **extra) -> dict:
     """The provenance record of `cfg` (and of `stage`'s cached output, when given)."""
     record = {
@@ -108,7 +83,7 @@ def collect(cfg: Config, stage: str | None = None, with_time: bool = False, **ex
     }
     if stage is not None:
         record["stage"] = stage
-        record["stage_hash"] = cfg.stage_hash(stage)
+        record["stage_hash"] = stage_hash(cfg, stage)
     if stage == "dataset" and (cfg.dataset_dir / "dataset_dict.json").is_file():
         record["dataset_sha256"] = dataset_fingerprint(cfg.dataset_dir)
     if with_time:

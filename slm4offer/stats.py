@@ -9,6 +9,8 @@ import numpy as np
 from scipy.stats import binomtest, bootstrap, chi2_contingency
 from sklearn.metrics import cohen_kappa_score
 
+from slm4offer.errors import InvalidValue
+
 
 @dataclass(frozen=True)
 class Proportion:
@@ -33,7 +35,7 @@ def wilson_ci(k: int, n: int, confidence_level: float = 0.95) -> Proportion:
     proportion, Statistics in Medicine 17(8). Computed by `scipy.stats.binomtest`.
     """
     if n <= 0 or not 0 <= k <= n:
-        raise ValueError(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
+        raise InvalidValue(f"need 0 <= k <= n and n > 0, got k={k}, n={n}")
     ci = binomtest(k, n).proportion_ci(confidence_level=confidence_level, method="wilson")
     return Proportion(k, n, float(ci.low), float(ci.high), confidence_level)
 
@@ -62,7 +64,7 @@ def mcnemar_exact(a, b) -> McNemar:
     """
     a, b = np.asarray(a, dtype=bool), np.asarray(b, dtype=bool)
     if a.shape != b.shape or a.ndim != 1:
-        raise ValueError(f"paired outcomes must be two 1-d arrays of one length, got {a.shape} and {b.shape}")
+        raise InvalidValue(f"paired outcomes must be two 1-d arrays of one length, got {a.shape} and {b.shape}")
     only_a, only_b = int((a & ~b).sum()), int((~a & b).sum())
     discordant = only_a + only_b
     p = binomtest(only_a, discordant, 0.5).pvalue if discordant else 1.0
@@ -100,7 +102,7 @@ def agreement(reference, judged, confidence_level: float = 0.95, n_resamples: in
     """
     r, j = np.asarray(reference, dtype=bool), np.asarray(judged, dtype=bool)
     if r.shape != j.shape or r.ndim != 1 or len(r) < 2:
-        raise ValueError(f"need two 1-d label arrays of one length >= 2, got {r.shape} and {j.shape}")
+        raise InvalidValue(f"need two 1-d label arrays of one length >= 2, got {r.shape} and {j.shape}")
     table = contingency(r, j)
     if (table.sum(axis=0) == 0).any() or (table.sum(axis=1) == 0).any():
         chi2, p = float("nan"), float("nan")  # a label never used: no test of association
@@ -151,7 +153,7 @@ class SeedPersonaBootstrap:
     def __init__(self, n_seeds: int, n_personas: int, n_resamples: int = 4000, seed: int = 0,
                  confidence_level: float = 0.95):
         if n_seeds < 1 or n_personas < 1:
-            raise ValueError(f"need at least one seed and one persona, got {n_seeds} and {n_personas}")
+            raise InvalidValue(f"need at least one seed and one persona, got {n_seeds} and {n_personas}")
         rng = np.random.default_rng(seed)
         self.n_seeds, self.n_personas, self.confidence_level = n_seeds, n_personas, confidence_level
         self.seeds = rng.integers(n_seeds, size=(n_resamples, n_seeds))
@@ -160,7 +162,7 @@ class SeedPersonaBootstrap:
     def _grid(self, values) -> np.ndarray:
         x = np.asarray(values, dtype=float)
         if x.ndim != 2 or x.shape[1] != self.n_personas or x.shape[0] not in (1, self.n_seeds):
-            raise ValueError(f"values must be (1 or {self.n_seeds} seeds) x {self.n_personas} personas, "
+            raise InvalidValue(f"values must be (1 or {self.n_seeds} seeds) x {self.n_personas} personas, "
                              f"got {x.shape}")
         return x
 

@@ -37,7 +37,7 @@ def atomic_dir(path):
 files.write_text, files.atomic_dir = write_text, atomic_dir
 
 from slm4offer.config import load_config  # noqa: E402
-from slm4offer.training import train  # noqa: E402
+from slm4offer.model.training import train  # noqa: E402
 
 if __name__ == "__main__":
     kind, overrides = sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])

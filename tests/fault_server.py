@@ -139,7 +139,7 @@ def items(n):
 
 def llm_judge(base_url, cache_dir, api_key="sk-test-secret", **kw):
     """An `LLMJudge` on `base_url` with test-sized retries and timeouts (any JSONChat setting overridable)."""
-    from slm4offer.judges import LLMJudge
+    from slm4offer.judges.llm_judge import LLMJudge
     from slm4offer.llm import JSONChat
 
     kw = {"concurrency": 3, "max_attempts": 4, "timeout_s": 0.5, "backoff_s": 0.01, "max_error_share": 1.0} | kw

@@ -1,8 +1,8 @@
 import pandas as pd
 import pytest
 
-from slm4offer.ablations import BASE, ablation_table, variants
 from slm4offer.config import load_config
+from slm4offer.experiments.ablations import BASE, ablation_table, variants
 
 
 def test_variants_change_one_setting_each_and_skip_the_main_recipe():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from slm4offer import check, reproduce
+from slm4offer.report import check, reproduce
 
 ROOT = Path(__file__).parents[1]
 

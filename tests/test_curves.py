@@ -1,6 +1,6 @@
 import pytest
 
-from slm4offer.curves import epoch_table
+from slm4offer.experiments.curves import epoch_table
 
 
 def test_epoch_table_keeps_one_row_per_evaluation_with_train_and_eval_parts():
@@ -19,7 +19,7 @@ def test_epoch_table_keeps_one_row_per_evaluation_with_train_and_eval_parts():
 def test_stable_epoch_is_the_first_epoch_the_curve_stays_within_tolerance():
     import pandas as pd
 
-    from slm4offer.curves import stable_epoch
+    from slm4offer.experiments.curves import stable_epoch
 
     falling = pd.Series([4.0, 2.0, 1.5, 1.3, 1.2], index=range(1, 6))
     assert stable_epoch(falling) is None, "still falling by more than 1% an epoch"

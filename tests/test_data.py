@@ -4,7 +4,7 @@ import os
 import pytest
 
 from slm4offer.config import load_config
-from slm4offer.data import SPLITS, build_dataset, load_catalog, load_data_card, split_by_persona
+from slm4offer.data.dataset import SPLITS, build_dataset, load_catalog, load_data_card, split_by_persona
 from slm4offer.files import atomic_dir
 
 
@@ -97,15 +97,15 @@ SMOKE_DATASET_SHA256 = "e857d7a0054c77fe8d55ae53ba57935e85a77036f56dcbe0414154c7
 
 
 def test_the_smoke_dataset_hash_is_the_committed_one_and_the_data_card_carries_it(smoke_dataset, monkeypatch):
-    from slm4offer import provenance
-    from slm4offer.data import export_data_card
+    from slm4offer import cache
+    from slm4offer.data.dataset import export_data_card
 
     cfg, dd, folder = smoke_dataset
     monkeypatch.setenv("SLM4OFFER_ROOT", str(folder.parents[2]))
-    assert provenance.dataset_fingerprint(folder) == SMOKE_DATASET_SHA256
+    assert cache.dataset_fingerprint(folder) == SMOKE_DATASET_SHA256
     card = export_data_card(cfg)
     assert SMOKE_DATASET_SHA256 in card.read_text()
     assert '"dataset_sha256": "' + SMOKE_DATASET_SHA256 in card.with_suffix(".json").read_text()
     other = load_config("smoke", seed=1)
     build_dataset(other, progress=False)
-    assert provenance.dataset_fingerprint(other.dataset_dir) != SMOKE_DATASET_SHA256
+    assert cache.dataset_fingerprint(other.dataset_dir) != SMOKE_DATASET_SHA256

@@ -20,8 +20,8 @@ import torch
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
-from slm4offer.modeling import resolve_device
-from slm4offer.training import last_batches_reach_every_process, train, training_arguments
+from slm4offer.model.training import last_batches_reach_every_process, train, training_arguments
+from slm4offer.runtime import resolve_device
 
 HELPER = Path(__file__).with_name("ddp_train.py")
 FIRST_STEP_RTOL, LOSS_RTOL, GRAD_NORM_RTOL = 1e-5, 2e-4, 5e-3

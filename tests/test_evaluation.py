@@ -5,11 +5,14 @@ import numpy as np
 import pandas as pd
 from fault_server import rule_judge, serving
 
-from slm4offer import metrics
 from slm4offer.cli import main
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset
-from slm4offer.evaluation import SYSTEMS, AcceptanceResults, evaluate, formatted, save_acceptance
+from slm4offer.data.dataset import build_dataset
+from slm4offer.experiments import metrics
+from slm4offer.experiments.acceptance import AcceptanceResults, evaluate
+from slm4offer.experiments.systems import SYSTEMS
+from slm4offer.report.check import recompute
+from slm4offer.report.tables import formatted, save_acceptance
 
 
 def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root, monkeypatch, capsys):
@@ -51,7 +54,7 @@ def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root, m
     assert '"results/decisions/acceptance.csv"' in manifest
     assert "expected acceptance" in md and "catalog by similarity" in md
     assert formatted(table).loc["best", "simulated judge"].startswith(f"{100 * table['mean'].max():.1f} [")
-    assert metrics.recompute(out) == [], "the saved tables follow from the saved decisions"
+    assert recompute(out) == [], "the saved tables follow from the saved decisions"
 
     (out / "acceptance.csv").unlink()
     assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "simulated"]) == 0

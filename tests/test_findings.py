@@ -3,7 +3,7 @@ The REPRODUCE.md block built from them is checked against the committed results 
 
 import pandas as pd
 
-from slm4offer import findings
+from slm4offer.report import findings
 
 
 def gain_rows(judge: str, points: dict[str, tuple[float, float, float]], a="sft", b="contrastive") -> pd.DataFrame:

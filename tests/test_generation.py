@@ -3,11 +3,11 @@ import json
 import numpy as np
 import pytest
 
-from slm4offer import generation
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset
-from slm4offer.generation import generate, generate_offers, pair_similarity, rerank
-from slm4offer.training import train
+from slm4offer.data.dataset import build_dataset
+from slm4offer.model import generation
+from slm4offer.model.generation import generate, generate_offers, pair_similarity, rerank
+from slm4offer.model.training import train
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ def test_generate_stage_saves_with_provenance_and_reads_back(project_root, monke
 def test_separation_reports_auc_of_accepted_over_rejected():
     import pandas as pd
 
-    from slm4offer.generation import separation
+    from slm4offer.model.generation import separation
 
     perfect = pd.DataFrame({"accepted": [True, True, False, False], "similarity": [0.9, 0.8, 0.1, 0.2]})
     flipped = perfect.assign(similarity=-perfect["similarity"])

@@ -5,15 +5,10 @@ import json
 import pytest
 
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset, load_catalog
-from slm4offer.judge_validation import (
-    contingency_table,
-    load_labels,
-    validate_judge,
-    validation_sample,
-    write_validation,
-)
+from slm4offer.data.dataset import build_dataset, load_catalog
+from slm4offer.experiments.judge_validation import contingency_table, load_labels, validate_judge, validation_sample
 from slm4offer.judges import make_judge
+from slm4offer.report.tables import write_validation
 
 
 @pytest.fixture

@@ -7,10 +7,13 @@ import pytest
 from fault_server import items, judge_answer, llm_judge, serving
 
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset, load_catalog
+from slm4offer.data.dataset import build_dataset, load_catalog
+from slm4offer.data.world import SimulatedCustomer, offer_id, render_offer
 from slm4offer.domains import load_domain
-from slm4offer.judges import Decision, LLMJudge, SimulatedJudge, make_judge, validate_verdict
-from slm4offer.world import SimulatedCustomer, offer_id, render_offer
+from slm4offer.judges import make_judge
+from slm4offer.judges.base import Decision
+from slm4offer.judges.llm_judge import LLMJudge, validate_verdict
+from slm4offer.judges.simulated import SimulatedJudge
 
 FINANCE = load_domain("finance")
 
@@ -53,7 +56,7 @@ def test_simulated_judge_rejects_unparseable_and_off_catalog_text_with_the_reaso
 
 
 def _all_slots():
-    from slm4offer.world import all_offer_slots
+    from slm4offer.data.world import all_offer_slots
 
     return all_offer_slots(FINANCE)
 
@@ -148,12 +151,15 @@ def test_make_judge_by_name(world, monkeypatch, project_root):
         make_judge(cfg, "oracle")
     with pytest.raises(FileNotFoundError, match="prompt file"):
         make_judge(load_config("smoke", judge_prompt="missing.txt", judge_base_url="http://127.0.0.1:9/v1"), "llm")
-    with pytest.raises(ValueError, match="judges='simulated,psychic'"):
-        load_config("smoke", judges="simulated,psychic")
+    from slm4offer.experiments.acceptance import evaluate
+
+    with pytest.raises(ValueError, match="judge='psychic': must be one of simulated, learned, llm"):
+        evaluate(load_config("smoke", judges="simulated,psychic"))  # refused before any training
+    assert not list(project_root.glob("artifacts/smoke/model-*"))
 
 
 def test_learned_judge_is_fit_on_training_personas_and_cached(world, project_root):
-    from slm4offer import learned_judge
+    from slm4offer.judges import learned as learned_judge
 
     cfg = load_config("smoke")
     judge = make_judge(cfg, "learned", progress=False)

@@ -3,8 +3,8 @@ import pytest
 
 from slm4offer import paper
 from slm4offer.config import load_config
-from slm4offer.layers import layer_alphas, underfit_summary
-from slm4offer.training import load_initial, train
+from slm4offer.experiments.layers import layer_alphas, underfit_summary
+from slm4offer.model.training import load_initial, train
 
 
 def test_each_t5_matrix_is_analysed_once_and_the_projection_is_left_out(project_root):

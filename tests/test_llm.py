@@ -8,7 +8,7 @@ import pytest
 from fault_server import serving
 
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset, load_data_card
+from slm4offer.data.dataset import build_dataset, load_data_card
 from slm4offer.domains import load_domain
 
 FINANCE = load_domain("finance")
@@ -87,7 +87,7 @@ def test_rerun_resumes_from_the_cache(server, monkeypatch):
 def test_offer_texts_must_parse_back_to_their_own_offer(server):
     import numpy as np
 
-    from slm4offer.world import sample_catalog
+    from slm4offer.data.world import sample_catalog
 
     cfg = llm_config(server)
     offers = sample_catalog(FINANCE, 12, np.random.default_rng(np.random.SeedSequence(0).spawn(3)[1]))

@@ -18,7 +18,7 @@ from fault_server import MIXED, items, judge_answer, llm_judge, serving
 from test_llm import generator_answer
 
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset, load_data_card
+from slm4offer.data.dataset import build_dataset, load_data_card
 from slm4offer.llm import EndpointError, TooManyErrors
 
 HERE = Path(__file__).parent

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from slm4offer.config import load_config
-from slm4offer.losses import candidate_mask, dual_loss, info_nce
-from slm4offer.modeling import ModelSource, build_model
-from slm4offer.training import OfferCollator
+from slm4offer.model.losses import LOSS_TERMS, candidate_mask, dual_loss, info_nce, loss_weights, sft_settings
+from slm4offer.model.modeling import ModelSource, build_model
+from slm4offer.model.training import OfferCollator, kind_config
 
 TEXTS = ["Customer aged 30, likes travel.", "Customer aged 60, careful saver.",
          "Get a travel card with air miles.", "Open a savings account with no fees.",
@@ -71,8 +71,8 @@ def test_lambda_zero_is_exactly_plain_cross_entropy(tiny):
     model, batch = tiny
     plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   labels=batch["labels"]).loss
-    parts = dual_loss(model, batch, lam=0.0, tau=0.1)
-    assert parts.infonce is None
+    parts = dual_loss(model, batch, weights(0.0), tau=0.1)
+    assert list(parts.terms) == ["ce"]
     assert torch.equal(parts.loss, plain)
 
 
@@ -80,9 +80,10 @@ def test_shared_decoder_pass_gives_the_same_ce(tiny):
     model, batch = tiny
     plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   labels=batch["labels"]).loss
-    parts = dual_loss(model, batch, lam=0.5, tau=0.1)
-    assert parts.ce.item() == pytest.approx(plain.item(), abs=1e-6)
-    assert parts.loss.item() == pytest.approx(0.5 * parts.infonce.item() + 0.5 * parts.ce.item(), rel=1e-6)
+    parts = dual_loss(model, batch, weights(0.5), tau=0.1)
+    assert parts.terms["ce"].item() == pytest.approx(plain.item(), abs=1e-6)
+    terms = {name: value.item() for name, value in parts.terms.items()}
+    assert parts.loss.item() == pytest.approx(0.5 * terms["infonce"] + 0.5 * terms["ce"], rel=1e-6)
 
 
 def test_one_encoder_pass_per_persona_and_one_batched_decoder_pass(tiny):
@@ -92,10 +93,10 @@ def test_one_encoder_pass_per_persona_and_one_batched_decoder_pass(tiny):
         lambda mod, args, kwargs, out, name=name: calls[name].append(kwargs["input_ids"].shape[0]),
         with_kwargs=True) for name in calls]
     try:
-        dual_loss(model, batch, lam=0.5, tau=0.1)
+        dual_loss(model, batch, weights(0.5), tau=0.1)
         assert calls == {"encoder": [3], "decoder": [3 + 5]}  # 3 positives + 5 hard negatives
         calls["encoder"].clear(), calls["decoder"].clear()
-        dual_loss(model, batch, lam=0.5, tau=0.1, mode="in_batch")
+        dual_loss(model, batch, weights(0.5), tau=0.1, mode="in_batch")
         assert calls == {"encoder": [3], "decoder": [3]}
     finally:
         for h in hooks:
@@ -106,9 +107,34 @@ def test_one_encoder_pass_per_persona_and_one_batched_decoder_pass(tiny):
 def test_gradients_reach_encoder_decoder_and_projection(tiny, lam):
     model, batch = tiny
     model.zero_grad()
-    dual_loss(model, batch, lam=lam, tau=0.1).loss.backward()
+    dual_loss(model, batch, weights(lam), tau=0.1).loss.backward()
     for name in ("encoder.block.0.layer.0.SelfAttention.q.weight",
                  "decoder.block.0.layer.1.EncDecAttention.k.weight", "projection.weight"):
         grad = model.get_parameter(name).grad
         assert grad is not None and grad.abs().sum() > 0, name
     model.zero_grad()
+
+
+def weights(lam: float) -> dict[str, float]:
+    """The paper's weights: L = lam * InfoNCE + (1 - lam) * CE."""
+    return {"infonce": lam, "ce": 1 - lam}
+
+
+def test_the_weights_follow_the_paper_and_sft_switches_every_contrastive_term_off():
+    assert loss_weights(load_config("smoke", lam=0.3)) == pytest.approx(weights(0.3))
+    sft = kind_config(load_config("smoke", lam=0.3), "sft")
+    contrastive = [name for name, term in LOSS_TERMS.items() if term.contrastive]
+    assert contrastive and all(loss_weights(sft)[name] == 0 for name in contrastive)
+    assert loss_weights(sft)["ce"] == 1 and sft_settings() == {"lam": 0.0}
+    with pytest.raises(ValueError, match="is the SFT baseline"):
+        kind_config(load_config("smoke", lam=0.0), "contrastive")
+
+
+def test_the_loss_is_the_weighted_sum_of_its_logged_parts(tiny):
+    model, batch = tiny
+    parts = dual_loss(model, batch, weights(0.3), tau=0.1)
+    assert set(parts.terms) == set(LOSS_TERMS)
+    expected = sum(w * parts.terms[name] for name, w in weights(0.3).items())
+    assert torch.allclose(parts.loss, expected)
+    sft = dual_loss(model, batch, weights(0.0), tau=0.1, every_term=True)
+    assert set(sft.terms) == set(LOSS_TERMS) and torch.equal(sft.loss, sft.terms["ce"])

@@ -5,7 +5,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from slm4offer import metrics, paper
+from slm4offer import paper
+from slm4offer.cli import main
+from slm4offer.experiments import metrics
+from slm4offer.report.check import recompute
 from slm4offer.stats import wilson_ci
 
 
@@ -128,8 +131,8 @@ def test_decision_file_round_trip_and_recompute_finds_a_changed_number(tmp_path)
                                   table.astype({"system": str}))
     table.to_csv(tmp_path / "acceptance.csv", index=False)
     metrics.comparisons(both).to_csv(tmp_path / "acceptance_gain.csv", index=False)
-    assert metrics.recompute(tmp_path) == [] and metrics.main([str(tmp_path)]) == 0
+    assert recompute(tmp_path) == [] and main(["recompute", str(tmp_path)]) == 0
     table.loc[0, "mean"] += 0.01
     table.to_csv(tmp_path / "acceptance.csv", index=False)
-    problems = metrics.recompute(tmp_path)
-    assert len(problems) == 1 and "mean" in problems[0] and metrics.main([str(tmp_path)]) == 1
+    problems = recompute(tmp_path)
+    assert len(problems) == 1 and "mean" in problems[0] and main(["recompute", str(tmp_path)]) == 1

@@ -3,7 +3,7 @@ import torch
 from transformers import T5ForConditionalGeneration
 
 from slm4offer.config import load_config
-from slm4offer.modeling import (
+from slm4offer.model.modeling import (
     LaneDropout,
     OfferT5,
     build_model,
@@ -93,7 +93,7 @@ def test_pooling_reads_only_unmasked_positions():
 
 
 def test_training_from_a_pretrained_folder_records_it(tmp_path):
-    from slm4offer.training import train
+    from slm4offer.model.training import train
 
     _tiny_t5_folder(tmp_path / "tiny-t5")
     cfg = load_config("smoke", init="pretrained", pretrained_model=str(tmp_path / "tiny-t5"), epochs=1)

@@ -7,11 +7,11 @@ import pytest
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset
-from slm4offer.generation import generate
-from slm4offer.offers import offers_for, read_personas, write_offers
-from slm4offer.training import train
-from slm4offer.userdata import DataValidationError
+from slm4offer.data.dataset import build_dataset
+from slm4offer.data.userdata import DataValidationError
+from slm4offer.model.generation import generate
+from slm4offer.model.offers import offers_for, read_personas, write_offers
+from slm4offer.model.training import train
 
 
 def test_offers_equal_the_pipelines_generations_and_the_cli_writes_them(project_root, tmp_path, capsys):

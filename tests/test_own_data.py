@@ -6,7 +6,7 @@ import pytest
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
-from slm4offer.userdata import export_campaign_log
+from slm4offer.data.userdata import export_campaign_log
 
 
 def test_validate_train_evaluate_and_offers_on_your_own_data(project_root, tmp_path, capsys):

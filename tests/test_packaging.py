@@ -46,20 +46,20 @@ def test_ci_runs_exactly_the_readme_test_command():
 
 
 def test_reproduce_numbers_are_the_committed_results():
-    from slm4offer.reproduce import END, START, numbers_block
+    from slm4offer.report.reproduce import END, START, numbers_block
 
     text = (ROOT / "REPRODUCE.md").read_text()
     block = START + text.split(START, 1)[1].split(END, 1)[0] + END
-    assert block == numbers_block(ROOT / "results"), "run `python -m slm4offer.reproduce` (make all does)"
+    assert block == numbers_block(ROOT / "results"), "run `slm4offer reproduce` (make all does)"
 
 
 def test_committed_tables_follow_from_the_committed_per_persona_decisions():
-    from slm4offer import metrics
+    from slm4offer.report.check import recompute
 
     names = sorted(p.stem for p in (ROOT / "results" / "decisions").glob("*.csv"))
     assert {"acceptance", "acceptance_ecommerce", "ablations"} <= set(names)
     for name in names:
-        assert metrics.recompute(ROOT / "results", name) == [], f"python -m slm4offer.metrics: {name}"
+        assert recompute(ROOT / "results", name) == [], f"slm4offer recompute: {name}"
 
 
 def make_commands(profile: str, target: str = "all") -> list[str]:
@@ -87,7 +87,7 @@ def test_committed_notebooks_record_the_default_profile_and_nbval_skips_that_rec
     import json
     import shutil
 
-    from slm4offer.notebooks import mark_injected_parameters
+    from slm4offer.report.notebooks import mark_injected_parameters
 
     for path in sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = json.loads(path.read_text())

@@ -9,10 +9,10 @@ import torch
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from slm4offer.config import load_config
-from slm4offer.generation import generate_offers
-from slm4offer.modeling import load_trained
-from slm4offer.offers import max_offer_tokens
-from slm4offer.release import MODEL_FILES, model_card, release_dir
+from slm4offer.model.generation import generate_offers
+from slm4offer.model.modeling import load_trained
+from slm4offer.model.offers import max_offer_tokens
+from slm4offer.report.release import MODEL_FILES, model_card, release_dir
 
 ROOT = Path(__file__).parents[1]
 MODEL = ROOT / "models" / "slm4offer-finance-contrastive-default"
@@ -25,7 +25,7 @@ def test_the_model_card_is_the_one_the_committed_results_give(monkeypatch):
     info = json.loads((MODEL / "training_info.json").read_text())
     assert info["provenance"]["config"]["train_seed"] == cfg.train_seed and info["kind"] == "contrastive"
     assert (MODEL / "README.md").read_text() == model_card(cfg, info, ROOT / "results"), \
-        "python -m slm4offer.release rewrites it"
+        "slm4offer release rewrites it"
 
 
 def test_it_generates_the_same_offers_through_slm4offer_and_plain_transformers():

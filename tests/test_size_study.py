@@ -1,10 +1,10 @@
 import pandas as pd
 import pytest
 
-from slm4offer import metrics
 from slm4offer.config import load_config
-from slm4offer.findings import size_sentences
-from slm4offer.size_study import label, size_gains, size_grid, size_table, widths_around
+from slm4offer.experiments import metrics
+from slm4offer.experiments.size_study import label, size_gains, size_grid, size_table, widths_around
+from slm4offer.report.findings import size_sentences
 
 
 def test_the_grid_scales_width_like_t5_and_keeps_the_profiles_own_models():

@@ -5,9 +5,9 @@ import torch
 from transformers import TrainerCallback
 
 from slm4offer.config import load_config
-from slm4offer.data import build_dataset
-from slm4offer.modeling import resolve_source, train_tokenizer
-from slm4offer.training import OfferCollator, make_examples, model_dir, offer_keys, train
+from slm4offer.data.dataset import build_dataset
+from slm4offer.model.modeling import resolve_source, train_tokenizer
+from slm4offer.model.training import OfferCollator, make_examples, model_dir, offer_keys, train
 
 
 def smoke(**overrides):

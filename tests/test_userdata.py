@@ -4,7 +4,7 @@ from pathlib import Path
 import pytest
 
 from slm4offer.cli import main
-from slm4offer.userdata import DataValidationError, build_user_dataset, load_user_data
+from slm4offer.data.userdata import DataValidationError, build_user_dataset, load_user_data
 
 EXAMPLES = Path(__file__).parents[1] / "examples" / "user_data"
 HEADER = "persona_id,persona,offer_id,accepted\n"
@@ -121,7 +121,7 @@ def test_a_large_log_is_streamed_in_bounded_memory(tmp_path):
     """
     import tracemalloc
 
-    from slm4offer.userdata import write_example_log
+    from example_log import write_example_log
 
     log, catalog = write_example_log(tmp_path, rows=20_000)
     tracemalloc.start()

@@ -1,8 +1,7 @@
 import numpy as np
 import pytest
 
-from slm4offer.domains import BUILTIN_DIR, available_domains, load_domain
-from slm4offer.world import (
+from slm4offer.data.world import (
     SimulatedCustomer,
     all_offer_slots,
     build_world,
@@ -11,6 +10,7 @@ from slm4offer.world import (
     render_offer,
     sample_personas,
 )
+from slm4offer.domains import BUILTIN_DIR, available_domains, load_domain
 
 
 @pytest.fixture(scope="module")

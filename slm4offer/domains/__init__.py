@@ -16,13 +16,15 @@ from pathlib import Path
 
 import yaml
 
+from slm4offer.errors import InvalidValue, MissingFile
+
 BUILTIN_DIR = Path(__file__).parent
 ATTRIBUTE_TYPES = ("integer", "categorical", "multi")
 DISTRIBUTIONS = {"normal": ("mean", "sd"), "lognormal": ("median", "sigma"), "uniform": ()}
 _PLACEHOLDER = re.compile(r"\{(\w+)(?::(a))?\}")  # {name} or {name:a} (with "a"/"an")
 
 
-class DomainError(ValueError):
+class DomainError(InvalidValue):
     """A domain file that does not follow the schema; the message names file and YAML path."""
 
 
@@ -45,7 +47,7 @@ class Attribute:
         for name, (low, high) in self.segments.items():
             if low <= value <= high:
                 return name
-        raise ValueError(f"{self.name}={value}: in no segment of {self.segments}")
+        raise InvalidValue(f"{self.name}={value}: in no segment of {self.segments}")
 
     @property
     def levels(self) -> list[str]:
@@ -109,7 +111,7 @@ def domain_path(domain: str | Path) -> Path:
     path = Path(domain)
     if path.suffix in (".yaml", ".yml"):
         if not path.is_file():
-            raise FileNotFoundError(f"{path}: domain file not found")
+            raise MissingFile(f"{path}: domain file not found")
         return path.resolve()
     builtin = BUILTIN_DIR / f"{domain}.yaml"
     if not builtin.is_file():
@@ -178,7 +180,7 @@ class _Parser:
         prefs = self.get(raw, "preferences", "")
         offer_weights = self.slot_weights(self.get(prefs, "offer", "preferences", default={}),
                                           "preferences.offer", slots)
-        persona_weights = {}
+        persona_weights: dict[str, dict] = {}
         for attr_name in self.get(prefs, "persona", "preferences"):
             where = f"preferences.persona.{attr_name}"
             if attr_name not in attributes:

@@ -1,0 +1,183 @@
+"""Generate offers for personas (batched greedy or beam search) and score persona–offer pairs.
+
+`generate(cfg, kind)` is the stage: offers for the test personas from the trained model, saved
+beside it as JSON lines named by the generation settings, so a rerun reads them back.
+With `rerank_candidates = N`, beam search returns N candidates and the one closest to the
+persona in the learned embedding space is kept (the contrastive objective's use at inference).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+from transformers import PreTrainedTokenizerBase
+
+from slm4offer import provenance
+from slm4offer.cache import stage_hash
+from slm4offer.config import Config
+from slm4offer.data.dataset import build_dataset
+from slm4offer.data.world import parse_offer
+from slm4offer.domains import Domain
+from slm4offer.errors import InvalidValue
+from slm4offer.files import write_text
+from slm4offer.model.losses import IGNORE_INDEX
+from slm4offer.model.modeling import OfferT5
+from slm4offer.model.training import TrainedModel, kind_config, train
+
+
+def _batches(items: list, size: int):
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
+@torch.inference_mode()
+def generate_offers(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
+                    max_new_tokens: int, num_beams: int = 1, num_return_sequences: int = 1,
+                    batch_size: int = 64, max_persona_tokens: int = 512, progress: bool = False
+                    ) -> list[list[str]]:
+    """`num_return_sequences` offers per persona, best first, generated a batch at a time."""
+    model.eval()
+    out: list[list[str]] = []
+    chunks = list(_batches(personas, batch_size))
+    for chunk in tqdm(chunks, desc="generate", disable=not progress):
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_persona_tokens).to(model.device)
+        ids = model.generate(  # type: ignore[misc]  # OfferT5 is a generative model
+            **enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=max(num_beams, num_return_sequences),
+            num_return_sequences=num_return_sequences)
+        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)  # type: ignore[arg-type]  # token ids here
+        out.extend(texts[i:i + num_return_sequences] for i in range(0, len(texts), num_return_sequences))
+    return out
+
+
+@torch.inference_mode()
+def pair_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
+                    offers: list[str], batch_size: int = 64, max_persona_tokens: int = 512,
+                    max_offer_tokens: int = 512) -> np.ndarray:
+    """Cosine similarity of each (persona, offer) pair in the model's embedding space.
+
+    The offer is teacher-forced through the decoder while attending to its persona, exactly as
+    the candidates of the contrastive loss are.
+    """
+    if len(personas) != len(offers):
+        raise InvalidValue(f"{len(personas)} personas but {len(offers)} offers: pairs must align")
+    model.eval()
+    sims = []
+    for start in range(0, len(personas), batch_size):
+        enc = tokenizer(personas[start:start + batch_size], return_tensors="pt", padding=True,
+                        truncation=True, max_length=max_persona_tokens).to(model.device)
+        labels = tokenizer(offers[start:start + batch_size], return_tensors="pt", padding=True,
+                           truncation=True, max_length=max_offer_tokens)
+        labels = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, IGNORE_INDEX).to(model.device)
+        states = model.encode(enc["input_ids"], enc["attention_mask"])
+        persona = model.embed(states, enc["attention_mask"])
+        offer = model.embed(model.decode(states, enc["attention_mask"], labels), labels != IGNORE_INDEX)
+        sims.append(F.cosine_similarity(persona, offer, dim=-1).cpu().numpy())
+    return np.concatenate(sims) if sims else np.zeros(0)
+
+
+def rerank(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
+           candidates: list[list[str]], **kwargs) -> tuple[list[str], list[list[float]]]:
+    """For each persona, the candidate with the highest learned similarity (and all scores)."""
+    pairs = [(p, c) for p, cands in zip(personas, candidates, strict=True) for c in cands]
+    sims = pair_similarity(model, tokenizer, [p for p, _ in pairs], [c for _, c in pairs], **kwargs)
+    chosen, scores, i = [], [], 0
+    for cands in candidates:
+        s = sims[i:i + len(cands)].tolist()
+        i += len(cands)
+        chosen.append(cands[int(np.argmax(s))])
+        scores.append(s)
+    return chosen, scores
+
+
+def generations_path(cfg: Config, trained: TrainedModel, split: str) -> Path:
+    source = trained.info["source"]["location"] or "scratch"
+    return trained.path.parent / f"generations-{split}-{stage_hash(cfg, 'generate', source=source)}.jsonl"
+
+
+def generate(cfg: Config, kind: str, split: str = "test", progress: bool = True) -> list[dict]:
+    """Offers generated for every persona of `split` by the `kind` model, cached beside it.
+
+    Rows: persona_id, persona, offer (the kept generation), and with reranking the candidates
+    and their similarities.
+    """
+    cfg = kind_config(cfg, kind)
+    trained = train(cfg, kind, progress=progress)
+    path = generations_path(cfg, trained, split)
+    if path.is_file():
+        return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    rows = build_dataset(cfg, progress=progress)[split]
+    personas = list(rows["persona"])
+    n = max(cfg.rerank_candidates, 1)
+    settings = dict(max_new_tokens=cfg.max_offer_tokens, num_beams=cfg.num_beams,
+                    batch_size=cfg.generation_batch_size, max_persona_tokens=cfg.max_persona_tokens)
+    candidates = generate_offers(trained.model, trained.tokenizer, personas, num_return_sequences=n,
+                                 progress=progress, **settings)
+    records = [{"persona_id": pid, "persona": p} for pid, p in zip(rows["persona_id"], personas, strict=True)]
+    if cfg.rerank_candidates:
+        chosen, scores = rerank(trained.model, trained.tokenizer, personas, candidates,
+                                batch_size=cfg.generation_batch_size,
+                                max_persona_tokens=cfg.max_persona_tokens, max_offer_tokens=cfg.max_offer_tokens)
+        for r, offer, cands, s in zip(records, chosen, candidates, scores, strict=True):
+            r.update(offer=offer, candidates=cands, similarities=s)
+    else:
+        for r, cands in zip(records, candidates, strict=True):
+            r["offer"] = cands[0]
+    header = {"provenance": provenance.collect(cfg, stage="generate", model=trained.label,
+                                               model_source=trained.info["source_kind"],
+                                               model_dir=trained.path.parent.name, split=split,
+                                               generations_file=path.name)}
+    write_text(path, "".join(json.dumps(x) + "\n" for x in [header, *records]))
+    return records
+
+
+def score_split(model: OfferT5, tokenizer: PreTrainedTokenizerBase, split, batch_size: int = 64,
+                max_persona_tokens: int = 512, max_offer_tokens: int = 512) -> pd.DataFrame:
+    """Similarity of every (persona, shown offer) pair of a dataset split, labelled accepted or not."""
+    pairs = [(row["persona_id"], row["persona"], oid, text, accepted)
+             for row in split
+             for accepted, ids, texts in ((True, row["accepted_offer_ids"], row["accepted_offers"]),
+                                          (False, row["rejected_offer_ids"], row["rejected_offers"]))
+             for oid, text in zip(ids, texts, strict=True)]
+    df = pd.DataFrame(pairs, columns=["persona_id", "persona", "offer_id", "offer", "accepted"])
+    df["similarity"] = pair_similarity(model, tokenizer, df["persona"].tolist(), df["offer"].tolist(),
+                                       batch_size, max_persona_tokens, max_offer_tokens)
+    return df
+
+
+def separation(scores: dict[str, pd.DataFrame]) -> pd.DataFrame:
+    """Per model state: mean similarity of accepted and of rejected pairs, and the AUC of telling
+    them apart by similarity (0.5 = no signal), from `score_split` frames."""
+    from sklearn.metrics import roc_auc_score
+
+    return pd.DataFrame({name: {"mean similarity, accepted": df.loc[df["accepted"], "similarity"].mean(),
+                                "mean similarity, rejected": df.loc[~df["accepted"], "similarity"].mean(),
+                                "AUC accepted vs rejected": roc_auc_score(df["accepted"], df["similarity"]),
+                                "pairs": len(df)} for name, df in scores.items()})
+
+
+def generation_summary(rows: list[dict], domain: Domain, catalog_ids: set[str]) -> dict:
+    """How well-formed and how varied the generations are (acceptance is the judges' job)."""
+    parsed = [parse_offer(domain, r["offer"]) for r in rows]
+    valid = [p.offer_id for p in parsed if p.offer_id]
+    return {"personas": len(rows),
+            "names_a_valid_offer": len(valid) / len(rows) if rows else float("nan"),
+            "offer_in_catalog": sum(o in catalog_ids for o in valid) / len(rows) if rows else float("nan"),
+            "distinct_offers": len(set(valid)),
+            "catalog_size": len(catalog_ids),
+            "most_common_share": (max(valid.count(o) for o in set(valid)) / len(rows)) if valid else 0.0}
+
+
+def sample_generations(rows: list[dict], split, n: int = 5) -> pd.DataFrame:
+    """A few personas with the generated offer beside what they accepted and rejected."""
+    by_id = {r["persona_id"]: r for r in split}
+    return pd.DataFrame([{"persona": r["persona"], "generated offer": r["offer"],
+                          "accepted (history)": " | ".join(by_id[r["persona_id"]]["accepted_offers"]),
+                          "rejected (history)": " | ".join(by_id[r["persona_id"]]["rejected_offers"])}
+                         for r in rows[:n]])
