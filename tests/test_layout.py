@@ -56,3 +56,11 @@ def test_the_checks_see_an_import_back_up_and_a_cycle(monkeypatch):
     monkeypatch.setattr("test_layout.imports", package_graph.imports)
     back = [(m, d) for m in fake for d in package_graph.imports(m) if layer(d) > layer(m)]
     assert back == [("slm4offer.data.world", "slm4offer.report.tables")]
+
+
+def test_experiments_write_nothing():
+    """They return frames; `report` writes them (and caches belong to the stages below)."""
+    writers = {"slm4offer.files", "slm4offer.report.outputs"}
+    for m in modules():
+        if m.startswith("slm4offer.experiments"):
+            assert not imports(m) & writers, f"{m} imports {sorted(imports(m) & writers)}"

@@ -138,3 +138,17 @@ def test_the_loss_is_the_weighted_sum_of_its_logged_parts(tiny):
     assert torch.allclose(parts.loss, expected)
     sft = dual_loss(model, batch, weights(0.0), tau=0.1, every_term=True)
     assert set(sft.terms) == set(LOSS_TERMS) and torch.equal(sft.loss, sft.terms["ce"])
+
+
+def test_the_trainer_logs_and_sums_whatever_terms_the_loss_returns(monkeypatch):
+    from slm4offer.model import losses
+    from slm4offer.model.training import LossPartsLog
+
+    monkeypatch.setitem(losses.LOSS_TERMS, "extra", losses.LossTerm(lambda cfg: 0.25, sft={"lam": 0.0}))
+    parts = losses.LossParts(loss=torch.tensor(0.0), terms={"ce": torch.tensor(2.0), "infonce": torch.tensor(1.0),
+                                                           "extra": torch.tensor(4.0)})
+    log = LossPartsLog()
+    log.add("epoch", 1.0, parts)
+    means = log.pop_means("epoch")
+    assert means == {"ce": 2.0, "infonce": 1.0, "extra": 4.0}
+    assert losses.weighted_sum(means, {"infonce": 0.5, "ce": 0.5, "extra": 0.25}) == pytest.approx(2.5)

@@ -136,3 +136,21 @@ def test_decision_file_round_trip_and_recompute_finds_a_changed_number(tmp_path)
     table.to_csv(tmp_path / "acceptance.csv", index=False)
     problems = recompute(tmp_path)
     assert len(problems) == 1 and "mean" in problems[0] and main(["recompute", str(tmp_path)]) == 1
+
+
+def test_a_new_metric_is_one_registry_entry(monkeypatch, tmp_path):
+    from slm4offer.report import check, findings, tables
+
+    monkeypatch.setitem(metrics.METRICS, "graded", metrics.Metric(
+        "graded", "graded rate", "P(accept) counted whatever the catalogue says", "graded", "graded_",
+        lambda d, p, t: p))
+    d = known()
+    table = metrics.acceptance_table(d)
+    assert {"graded", "graded_std", "graded_ci_low", "graded_ci_high"} <= set(table.columns)
+    gain = metrics.comparisons(d)
+    assert "graded rate" in set(gain["metric"])
+    assert "graded rate" in findings.metric_sentence(gain, "simulated")
+    assert "graded rate: P(accept) counted" in tables.metric_legend(0.5)
+    names = [n.name for n in check.acceptance_numbers(table, table, "acceptance")]
+    assert "acceptance (graded): sft, simulated judge" in names
+    assert metrics.rate_cell(table.iloc[0], "graded").count("[") == 1

@@ -40,6 +40,7 @@ class Metric:
 
     key: str
     label: str     # in comparisons, findings and the Markdown tables
+    about: str     # what it counts, for the tables' legend ({threshold}: the judge's)
     mean: str
     prefix: str
     value: Callable[[pd.DataFrame, pd.Series, float | None], pd.Series]  # (decisions, P(accept), threshold)
@@ -74,9 +75,11 @@ def _sampled(decisions: pd.DataFrame, p: pd.Series, threshold: float | None) -> 
 # The registry, in table order: a new metric is one entry, and every table, comparison, finding
 # and `make check` picks it up.
 METRICS: dict[str, Metric] = {m.key: m for m in (
-    Metric("rate", "thresholded rate", "mean", "", _thresholded),
-    Metric("expected", "expected acceptance", "expected", "expected_", lambda d, p, t: _in_catalogue(d, p)),
-    Metric("sampled", "sampled rate", "sampled", "sampled_", _sampled),
+    Metric("rate", "thresholded rate", "accept iff P(accept) ≥ {threshold}", "mean", "", _thresholded),
+    Metric("expected", "expected acceptance", "mean P(accept), an offer not in the catalogue counting as 0",
+           "expected", "expected_", lambda d, p, t: _in_catalogue(d, p)),
+    Metric("sampled", "sampled rate", "each persona accepts iff its uniform draw u < P(accept), one u per "
+           "persona for every system", "sampled", "sampled_", _sampled),
 )}
 
 

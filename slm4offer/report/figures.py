@@ -143,16 +143,18 @@ def similarity_histograms(scores: dict[str, pd.DataFrame], title: str) -> plt.Fi
     return fig
 
 
-# One colour per system in every figure (loss curves, layers, acceptance, sweeps); judges are
-# told apart by hatching. Ablation variants other than the main recipe and λ = 0 are grey.
-SYSTEM_COLORS = {"initial": "#999999", **{name: s.color for name, s in SYSTEMS.items()},
-                 "main recipe": SYSTEMS["contrastive"].color, "λ = 0 (sft)": SYSTEMS["sft"].color}
+# One colour per system in every figure (loss curves, layers, acceptance, sweeps), from the
+# systems' registry; judges are told apart by hatching. Ablation variants other than the main
+# recipe and λ = 0 are grey.
+OTHER_COLORS = {"initial": "#999999", "main recipe": SYSTEMS["contrastive"].color,
+                "λ = 0 (sft)": SYSTEMS["sft"].color}
 OTHER_COLOR = "#7f7f7f"
 JUDGE_HATCHES = {"simulated": "", "learned": "////", "llm": "...."}
 
 
 def system_color(name: str) -> str:
-    return SYSTEM_COLORS.get(str(name).lower(), OTHER_COLOR)
+    name = str(name).lower()
+    return SYSTEMS[name].color if name in SYSTEMS else OTHER_COLORS.get(name, OTHER_COLOR)
 
 
 def acceptance_bars(table: pd.DataFrame, decisions: pd.DataFrame, paper: dict[str, float],

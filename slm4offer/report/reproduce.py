@@ -180,7 +180,7 @@ def findings_lines(results: Path) -> list[str]:
     table, gain, tests = csv("acceptance.csv"), csv("acceptance_gain.csv"), csv("acceptance_paired.csv")
     out = ["", "### What this run shows", "",
            "Generated from the same files; every sentence with a number or a direction is written by "
-           "`slm4offer/findings.py`.", "", "**The headline under each metric.**", ""]
+           "`slm4offer/report/findings.py`.", "", "**The headline under each metric.**", ""]
     out += [f"- {line}" for line in findings.headline(table, gain, tests).splitlines()]
     out += [f"- {line}" for line in findings.targeting_sentences(table, gain)]
     out += [f"- {findings.sweep_sentence(csv('acceptance_threshold_sweep.csv'))}"]

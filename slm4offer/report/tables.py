@@ -40,6 +40,11 @@ def caption(cfg: Config, run: AcceptanceRun, commit: str, figure: bool = False) 
             f"({metrics.N_RESAMPLES} resamples). Paper: pretrained T5-Small judged by an LLM. Commit {commit}.")
 
 
+def metric_legend(threshold: float) -> str:
+    """What each metric counts, in one sentence per metric of the registry."""
+    return "; ".join(f"{m.label}: {m.about.format(threshold=threshold)}" for m in metrics.METRICS.values()) + "."
+
+
 def formatted(table: pd.DataFrame, metric: str = "rate") -> pd.DataFrame:
     """Rows = systems, one column per judge ('46.2 ± 1.3 [43.9, 48.5]') under `metric`, and the paper."""
     cells: dict[str, dict[str, str]] = {}
@@ -70,9 +75,7 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance
     by_metric = pd.concat({m.label: formatted(res.table, m.key).drop(columns="paper")
                            for m in metrics.METRICS.values()}, axis=1)
     md = (f"# Acceptance rates\n\n{text}\n\n## Thresholded rate (the judge's verdict)\n\n{wide.to_markdown()}\n\n"
-          f"## Every metric\n\nthresholded rate: accept iff P(accept) ≥ {cfg.accept_threshold}; expected "
-          f"acceptance: mean P(accept), an offer not in the catalogue counting as 0; sampled rate: each persona "
-          f"accepts iff its uniform draw u < P(accept), one u per persona for every system.\n\n"
+          f"## Every metric\n\n{metric_legend(cfg.accept_threshold)}\n\n"
           f"{by_metric.to_markdown()}\n\n## The offers\n\nShare that parse as an offer of the domain, share in "
           f"the catalogue, and distinct catalog offers given (mean over seeds).\n\n"
           f"{offer_facts(res.table).to_markdown(floatfmt='.3f')}\n\n"
