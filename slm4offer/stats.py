@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -10,6 +11,11 @@ from scipy.stats import binomtest, bootstrap, chi2_contingency
 from sklearn.metrics import cohen_kappa_score
 
 from slm4offer.errors import InvalidValue
+
+# Resamples held in memory at once: a batch of BATCH resamples of the seed-by-persona grid, and
+# about BATCH_CELLS resampled labels for kappa. Results do not depend on either (the draws are
+# the same), only memory does.
+BATCH, BATCH_CELLS = 256, 2_000_000
 
 
 @dataclass(frozen=True)
@@ -116,8 +122,8 @@ def agreement(reference, judged, confidence_level: float = 0.95, n_resamples: in
     with warnings.catch_warnings():  # a resample with a single label has no kappa (nan), and says so
         warnings.simplefilter("ignore")
         boot = bootstrap((r.astype(int), j.astype(int)), kappa, paired=True, vectorized=False,
-                         n_resamples=n_resamples, confidence_level=confidence_level,
-                         method="percentile", rng=np.random.default_rng(seed))
+                         n_resamples=n_resamples, batch=max(1, BATCH_CELLS // len(r)),  # memory: O(batch x n)
+                         confidence_level=confidence_level, method="percentile", rng=np.random.default_rng(seed))
     return Agreement(n=len(r), table=table, raw_agreement=float((r == j).mean()), chi2=chi2,
                      chi2_pvalue=p, kappa=float(kappa(r, j)), kappa_low=float(boot.confidence_interval.low),
                      kappa_high=float(boot.confidence_interval.high), confidence_level=confidence_level)
@@ -151,13 +157,32 @@ class SeedPersonaBootstrap:
     """
 
     def __init__(self, n_seeds: int, n_personas: int, n_resamples: int = 4000, seed: int = 0,
-                 confidence_level: float = 0.95):
-        if n_seeds < 1 or n_personas < 1:
-            raise InvalidValue(f"need at least one seed and one persona, got {n_seeds} and {n_personas}")
+                 confidence_level: float = 0.95, batch: int = BATCH):
+        if n_seeds < 1 or n_personas < 1 or n_resamples < 1 or batch < 1:
+            raise InvalidValue(f"need at least one seed, persona, resample and a batch of one, got {n_seeds}, "
+                               f"{n_personas}, {n_resamples} and {batch}")
+        self.n_seeds, self.n_personas, self.n_resamples = n_seeds, n_personas, n_resamples
+        self.confidence_level, self.batch = confidence_level, batch
+        # Every resample's seed indices are drawn first, then every resample's persona indices, all
+        # from one generator. Both are redrawn batch by batch from saved generator states, so memory
+        # stays O(batch x personas) whatever the number of resamples, and the draws are the ones a
+        # single call of each would give.
         rng = np.random.default_rng(seed)
-        self.n_seeds, self.n_personas, self.confidence_level = n_seeds, n_personas, confidence_level
-        self.seeds = rng.integers(n_seeds, size=(n_resamples, n_seeds))
-        self.personas = rng.integers(n_personas, size=(n_resamples, n_personas))
+        self._seed_state = rng.bit_generator.state
+        for size in self._sizes():
+            rng.integers(n_seeds, size=(size, n_seeds))
+        self._persona_state = rng.bit_generator.state
+
+    def _sizes(self) -> list[int]:
+        return [min(self.batch, self.n_resamples - k) for k in range(0, self.n_resamples, self.batch)]
+
+    def _indices(self) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """(seed indices, persona indices) of each batch of resamples, in order."""
+        seeds, personas = np.random.default_rng(), np.random.default_rng()
+        seeds.bit_generator.state, personas.bit_generator.state = self._seed_state, self._persona_state
+        for size in self._sizes():
+            yield (seeds.integers(self.n_seeds, size=(size, self.n_seeds)),
+                   personas.integers(self.n_personas, size=(size, self.n_personas)))
 
     def _grid(self, values) -> np.ndarray:
         x = np.asarray(values, dtype=float)
@@ -169,10 +194,13 @@ class SeedPersonaBootstrap:
     def resampled_means(self, values) -> np.ndarray:
         """The grid mean in every resample (NaN cells, e.g. judge errors, are left out)."""
         x = self._grid(values)
-        rows = x[self.seeds] if x.shape[0] > 1 else x[np.zeros_like(self.seeds[:, :1])]
-        with warnings.catch_warnings():  # a resample of only NaN cells has no mean, and says so
-            warnings.simplefilter("ignore", RuntimeWarning)
-            return np.nanmean(np.take_along_axis(rows, self.personas[:, None, :], axis=2), axis=(1, 2))
+        means = []
+        for seeds, personas in self._indices():
+            rows = x[seeds] if x.shape[0] > 1 else x[np.zeros_like(seeds[:, :1])]  # (batch, S, P)
+            with warnings.catch_warnings():  # a resample of only NaN cells has no mean, and says so
+                warnings.simplefilter("ignore", RuntimeWarning)
+                means.append(np.nanmean(np.take_along_axis(rows, personas[:, None, :], axis=2), axis=(1, 2)))
+        return np.concatenate(means)
 
     def interval(self, values) -> tuple[float, float]:
         tail = 100 * (1 - self.confidence_level) / 2
@@ -188,6 +216,9 @@ class SeedPersonaBootstrap:
         d = np.broadcast_to(y, shape) - np.broadcast_to(x, shape)
         dist = self.resampled_means(d)
         dist = dist[~np.isnan(dist)]
+        if not len(dist):
+            raise InvalidValue("no paired outcome to compare: every cell of one of the two grids is missing "
+                               "(a judge that gave no verdict, or no probability, for this metric)")
         tail = 100 * (1 - self.confidence_level) / 2
         low, high = np.percentile(dist, [tail, 100 - tail])
         below, above = (dist <= 0).sum(), (dist >= 0).sum()  # CI inversion: p < alpha iff the CI excludes 0
