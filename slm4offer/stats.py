@@ -209,6 +209,12 @@ class SeedPersonaBootstrap:
             low, high = np.nanpercentile(self.resampled_means(values), [tail, 100 - tail])
         return float(low), float(high)
 
+    def comparable(self, a, b) -> bool:
+        """Whether `a` and `b` share a cell with an outcome in both, so that `difference` is defined."""
+        x, y = self._grid(a), self._grid(b)
+        shape = (max(x.shape[0], y.shape[0]), self.n_personas)
+        return bool((~np.isnan(np.broadcast_to(x, shape)) & ~np.isnan(np.broadcast_to(y, shape))).any())
+
     def difference(self, a, b) -> Difference:
         """b - a, with both grids broadcast to the seeds (a seed-free system is the same in each)."""
         x, y = self._grid(a), self._grid(b)

@@ -155,6 +155,14 @@ def rule_judge(body):
                                "probability": 0.7 if accept else 0.3})
 
 
+def rule_judge_without_probability(body):
+    """`rule_judge`'s verdicts with no "probability" field, which the judge's reply schema allows."""
+    key, content = rule_judge(body)
+    verdict = json.loads(content)
+    del verdict["probability"]
+    return key, json.dumps(verdict)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--port", type=int, default=8765)

@@ -3,7 +3,7 @@ written, the tables follow from the saved decisions, the CLI (also with an LLM j
 
 import numpy as np
 import pandas as pd
-from fault_server import rule_judge, serving
+from fault_server import rule_judge, rule_judge_without_probability, serving
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
@@ -74,3 +74,17 @@ def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root, m
     errors, judged = int(table["errors"].sum()), int(table["judged"].sum())
     printed = capsys.readouterr().out
     assert f"llm judge: {errors} of {errors + judged} items ended in an error (" in printed
+
+    # a clean endpoint whose verdicts carry no probability: thresholded tables, no crash
+    with serving(rule_judge_without_probability) as server:
+        assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "llm",
+                     "--judge-base-url", server.base_url, "--judge-model", "no-probabilities"]) == 0  # not cached
+        assert server.log, "asked the endpoint, not the cache"
+    out = load_config("smoke").results_dir
+    table = pd.read_csv(out / "acceptance.csv")
+    assert table["mean"].notna().all() and table["expected"].isna().all() and table["sampled"].isna().all()
+    gain = pd.read_csv(out / "acceptance_gain.csv")
+    assert set(gain.loc[gain["judge"] == "llm", "metric"]) == {"thresholded rate"}
+    assert "The llm judge gave no probabilities: its expected acceptance and sampled rate are not defined" in \
+        (out / "acceptance.md").read_text()
+    assert pd.read_csv(out / "acceptance_threshold_sweep.csv").empty

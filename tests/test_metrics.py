@@ -77,6 +77,20 @@ def test_a_judge_without_probabilities_has_no_expected_acceptance_rather_than_ze
     assert row["mean"] == 0.5 and np.isnan(row["expected"]) and np.isnan(row["sampled"])
 
 
+def test_a_judge_without_probabilities_is_compared_on_its_verdicts_only():
+    """Its verdicts on catalogue offers once crashed the comparisons (an empty bootstrap distribution)."""
+    d = decisions_frame({("sft", 0): SFT0, ("contrastive", 0): CON0}, judge="llm", probability=None)
+    d.loc[d["persona_id"] == "p00", "in_catalogue"] = False  # off-catalogue: still no number without a probability
+    assert metrics.acceptance_table(d)["expected"].isna().all()
+    gain = metrics.comparisons(d)
+    assert gain["metric"].tolist() == ["thresholded rate"] and gain["points"].iloc[0] == pytest.approx(30.0)
+    assert metrics.threshold_sweep(d).empty
+    simulated = decisions_frame({("sft", 0): SFT0, ("contrastive", 0): CON0}, probability=0.6)
+    both = pd.concat([d, simulated], ignore_index=True)
+    assert set(metrics.comparisons(both).query("judge == 'simulated'")["metric"]) == {
+        m.label for m in metrics.METRICS.values()}, "the other judge keeps every metric"
+
+
 def test_sampled_rate_is_the_draw_below_the_probability():
     d = decisions_frame({("sft", 0): [False] * 4}, probability=0.3)
     d["u"] = [0.1, 0.2, 0.5, 0.9]
@@ -142,7 +156,7 @@ def test_a_new_metric_is_one_registry_entry(monkeypatch, tmp_path):
     from slm4offer.report import check, findings, tables
 
     monkeypatch.setitem(metrics.METRICS, "graded", metrics.Metric(
-        "graded", "graded rate", "P(accept) counted whatever the catalogue says", "graded", "graded_",
+        "graded", "graded rate", "P(accept) counted whatever the catalogue says", "graded", "graded_", True,
         lambda d, p, t: p))
     d = known()
     table = metrics.acceptance_table(d)

@@ -121,3 +121,23 @@ def test_holm_matches_the_textbook_example():
     assert holm([0.03, 0.01, 0.04, 0.02]).tolist() == pytest.approx([0.06, 0.04, 0.06, 0.06])
     out = holm([0.5, np.nan, 0.6])
     assert np.isnan(out[1]) and out[[0, 2]].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_a_difference_with_no_paired_outcome_is_a_clear_error_not_an_index_error():
+    from slm4offer.stats import SeedPersonaBootstrap
+
+    boot = SeedPersonaBootstrap(2, 4, n_resamples=50)
+    empty, full = np.full((2, 4), np.nan), np.ones((2, 4))
+    assert not boot.comparable(empty, full) and boot.comparable(full, full)
+    with pytest.raises(ValueError, match="no paired outcome to compare"):
+        boot.difference(empty, full)
+
+
+def test_batches_of_resamples_give_the_draws_of_one_batch():
+    from slm4offer.stats import SeedPersonaBootstrap
+
+    x = np.random.default_rng(3).random((3, 101))
+    x[0, 5] = np.nan
+    one = SeedPersonaBootstrap(3, 101, n_resamples=300, batch=300).resampled_means(x)
+    many = SeedPersonaBootstrap(3, 101, n_resamples=300, batch=7).resampled_means(x)
+    assert np.array_equal(one, many)

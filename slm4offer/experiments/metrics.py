@@ -43,6 +43,7 @@ class Metric:
     about: str     # what it counts, for the tables' legend ({threshold}: the judge's)
     mean: str
     prefix: str
+    reads_probability: bool  # undefined for a judge that gives no probabilities
     value: Callable[[pd.DataFrame, pd.Series, float | None], pd.Series]  # (decisions, P(accept), threshold)
 
     @property
@@ -75,11 +76,11 @@ def _sampled(decisions: pd.DataFrame, p: pd.Series, threshold: float | None) -> 
 # The registry, in table order: a new metric is one entry, and every table, comparison, finding
 # and `make check` picks it up.
 METRICS: dict[str, Metric] = {m.key: m for m in (
-    Metric("rate", "thresholded rate", "accept iff P(accept) ≥ {threshold}", "mean", "", _thresholded),
+    Metric("rate", "thresholded rate", "accept iff P(accept) ≥ {threshold}", "mean", "", False, _thresholded),
     Metric("expected", "expected acceptance", "mean P(accept), an offer not in the catalogue counting as 0",
-           "expected", "expected_", lambda d, p, t: _in_catalogue(d, p)),
+           "expected", "expected_", True, lambda d, p, t: _in_catalogue(d, p)),
     Metric("sampled", "sampled rate", "each persona accepts iff its uniform draw u < P(accept), one u per "
-           "persona for every system", "sampled", "sampled_", _sampled),
+           "persona for every system", "sampled", "sampled_", True, _sampled),
 )}
 
 
@@ -128,7 +129,10 @@ def outcomes(decisions: pd.DataFrame, metric: str, threshold: float | None = Non
     if metric not in METRICS:
         raise InvalidValue(f"metric={metric!r}: must be one of {', '.join(METRICS)}")
     p = pd.to_numeric(decisions["probability"], errors="coerce")
-    return METRICS[metric].value(decisions, p, threshold).where(decisions["error"].isna())
+    value = METRICS[metric].value(decisions, p, threshold)
+    if METRICS[metric].reads_probability:  # a judge that gave no probability anywhere in `decisions`: undefined
+        value = value.where(p.notna().groupby(decisions["judge"]).transform("any"))
+    return value.where(decisions["error"].isna())
 
 
 def _grid(rows: pd.DataFrame, values: pd.Series, seeds: list[int], personas: list[str]) -> np.ndarray:
@@ -160,13 +164,14 @@ def acceptance_table(decisions: pd.DataFrame) -> pd.DataFrame:
     bootstrap 95% CI, the verdict counts, the offers' parse / catalogue / variety rates, and the
     mean P(accept) of the offers that are in the catalogue."""
     seeds, personas, boot = _frame(decisions)
+    every = {m.key: outcomes(decisions, m.key) for m in METRICS.values()}
     rows = []
     for (system, judge), group in decisions.groupby(["system", "judge"], sort=False):
         judged = group[group["error"].isna()]
         per_seed = judged.groupby("seed", dropna=False)
         row = {"system": system, "judge": judge, "seeds": per_seed.ngroups}
         for m in METRICS.values():
-            values = outcomes(group, m.key)
+            values = every[m.key].loc[group.index]
             mean, std = seed_spread(values.groupby(group["seed"].fillna(-1)).mean().to_numpy())
             low, high = boot.interval(_grid(group, values, seeds, personas))
             row |= {m.mean: mean, m.std: std, m.ci_low: low, m.ci_high: high}
@@ -192,13 +197,17 @@ def comparisons(decisions: pd.DataFrame, pairs=COMPARISONS) -> pd.DataFrame:
     present = set(decisions["system"])
     rows = []
     for judge, group in decisions.groupby("judge", sort=True):
+        every = {m.key: outcomes(group, m.key) for m in METRICS.values()}
         for a, b in pairs:
             if not {a, b} <= present:
                 continue
             ga, gb = group[group["system"] == a], group[group["system"] == b]
             for m in METRICS.values():
-                d = boot.difference(_grid(ga, outcomes(ga, m.key), seeds, personas),
-                                    _grid(gb, outcomes(gb, m.key), seeds, personas))
+                xa = _grid(ga, every[m.key].loc[ga.index], seeds, personas)
+                xb = _grid(gb, every[m.key].loc[gb.index], seeds, personas)
+                if not boot.comparable(xa, xb):  # no outcome under this metric (a judge without probabilities)
+                    continue
+                d = boot.difference(xa, xb)
                 rows.append({"judge": judge, "metric": m.label, "a": a, "b": b, "a_value": d.a, "b_value": d.b,
                              "points": 100 * d.diff, "ci_low": 100 * d.low, "ci_high": 100 * d.high,
                              "p": d.pvalue, "relative": d.diff / d.a if d.a else np.nan})
@@ -226,11 +235,13 @@ def threshold_sweep(decisions: pd.DataFrame, thresholds=THRESHOLDS) -> pd.DataFr
     """Each judge's accept-iff-P >= t rule for t in `thresholds`: mean over seeds per system."""
     rows = []
     for (system, judge), group in decisions.groupby(["system", "judge"], sort=False):
+        if pd.to_numeric(group["probability"], errors="coerce").isna().all():
+            continue  # a judge that gave no probabilities has no threshold to move
         for t in thresholds:
             values = outcomes(group, "rate", threshold=float(t))
             rows.append({"system": system, "judge": judge, "threshold": float(t),
                          "rate": float(values.groupby(group["seed"].fillna(-1)).mean().mean())})
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=["system", "judge", "threshold", "rate"])
 
 
 def paired_tests(decisions: pd.DataFrame, a: str = "sft", b: str = "contrastive") -> pd.DataFrame:
@@ -251,5 +262,7 @@ def rate_cell(row: pd.Series, metric: str = "rate") -> str:
     """'46.2 ± 1.3 [43.9, 48.5]': a table row's `metric` in points, ± its std over seeds (with
     several seeds), and its 95% CI."""
     m = METRICS[metric]
+    if pd.isna(row[m.mean]):
+        return "—"  # not defined for this judge (no probabilities)
     spread = f" ± {100 * row[m.std]:.1f}" if row["seeds"] > 1 else ""
     return f"{100 * row[m.mean]:.1f}{spread} [{100 * row[m.ci_low]:.1f}, {100 * row[m.ci_high]:.1f}]"

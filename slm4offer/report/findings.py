@@ -121,6 +121,8 @@ def sweep_sentence(sweep: pd.DataFrame, a: str = "sft", b: str = "contrastive") 
             above = int((rates[b] > rates[a]).sum())
             parts.append(f"{judge} judge: {b} above {a} at {above} of {len(rates)} thresholds "
                          f"({rates.index.min():g}–{rates.index.max():g})")
+    if not parts:
+        return "Threshold sweep: no judge gave probabilities, so there is no threshold to move."
     return "Threshold sweep (mean over seeds): " + "; ".join(parts) + "."
 
 

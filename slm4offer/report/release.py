@@ -38,6 +38,7 @@ def seed_rates(results: Path, seed: int) -> pd.DataFrame:
     thresholded rate with its Wilson 95% CI (one seed: the test personas are the only sample) and
     the expected acceptance."""
     decisions = metrics.read_decisions(results / "decisions" / "acceptance.csv")
+    expected = metrics.outcomes(decisions, "expected")
     rows = []
     for (system, judge), group in decisions[(decisions["seed"] == seed)
                                             & decisions["system"].isin(["sft", "contrastive"])].groupby(
@@ -46,7 +47,7 @@ def seed_rates(results: Path, seed: int) -> pd.DataFrame:
         ci = wilson_ci(int(judged["accept"].astype(bool).sum()), len(judged))
         rows.append({"system": system, "judge": judge, "personas": ci.n, "thresholded rate": ci.rate,
                      "ci_low": ci.low, "ci_high": ci.high,
-                     "expected acceptance": float(metrics.outcomes(group, "expected").mean()),
+                     "expected acceptance": float(expected.loc[group.index].mean()),
                      "in catalogue": float(group["in_catalogue"].astype(bool).mean())})
     return pd.DataFrame(rows)
 

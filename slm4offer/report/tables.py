@@ -45,6 +45,15 @@ def metric_legend(threshold: float) -> str:
     return "; ".join(f"{m.label}: {m.about.format(threshold=threshold)}" for m in metrics.METRICS.values()) + "."
 
 
+def no_probability_note(table: pd.DataFrame) -> str:
+    """A sentence for each judge that gave no probabilities, whose metrics other than its verdict are undefined."""
+    others = [m for m in metrics.METRICS.values() if m.key != "rate"]
+    judges = sorted(j for j, rows in table.groupby("judge") if all(rows[m.mean].isna().all() for m in others))
+    return "".join(f" The {j} judge gave no probabilities: its {' and '.join(m.label for m in others)} are not "
+                   f"defined ('—'); its comparisons use its verdicts only, and it has no threshold sweep."
+                   for j in judges)
+
+
 def formatted(table: pd.DataFrame, metric: str = "rate") -> pd.DataFrame:
     """Rows = systems, one column per judge ('46.2 ± 1.3 [43.9, 48.5]') under `metric`, and the paper."""
     cells: dict[str, dict[str, str]] = {}
@@ -75,7 +84,7 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance
     by_metric = pd.concat({m.label: formatted(res.table, m.key).drop(columns="paper")
                            for m in metrics.METRICS.values()}, axis=1)
     md = (f"# Acceptance rates\n\n{text}\n\n## Thresholded rate (the judge's verdict)\n\n{wide.to_markdown()}\n\n"
-          f"## Every metric\n\n{metric_legend(cfg.accept_threshold)}\n\n"
+          f"## Every metric\n\n{metric_legend(cfg.accept_threshold)}{no_probability_note(res.table)}\n\n"
           f"{by_metric.to_markdown()}\n\n## The offers\n\nShare that parse as an offer of the domain, share in "
           f"the catalogue, and distinct catalog offers given (mean over seeds).\n\n"
           f"{offer_facts(res.table).to_markdown(floatfmt='.3f')}\n\n"
@@ -90,14 +99,16 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance
                        f"{name}_paired.csv": res.tests.to_csv(index=False),
                        f"{name}_threshold_sweep.csv": res.sweep.to_csv(index=False),
                        f"decisions/{name}.csv": metrics.to_wide(res.run.decisions).to_csv(index=False)}, record)
+    fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE,
+                          caption(cfg, res.run, record["git_commit"], figure=True))
+    save_figure(fig, name, cfg, stage="generate", **extra)
+    if res.sweep.empty:  # no judge gave probabilities: there is no threshold to move
+        return [fig]
     sweep = threshold_sweep(res.sweep, cfg.accept_threshold,
                             f"Acceptance against the judge's threshold ({dataset_label(cfg)}, profile "
                             f"{cfg.profile}, mean over training seeds {', '.join(map(str, res.run.seeds))}; "
                             f"commit {record['git_commit']}).")
     save_figure(sweep, f"{name}_threshold_sweep", cfg, stage="generate", **extra)
-    fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE,
-                          caption(cfg, res.run, record["git_commit"], figure=True))
-    save_figure(fig, name, cfg, stage="generate", **extra)
     return [fig, sweep]
 
 
