@@ -47,6 +47,27 @@ def test_schema_errors_name_the_file_and_yaml_path(tmp_path, old, new, message):
         load_domain(_broken(tmp_path, old, new))
 
 
+@pytest.mark.parametrize("old, new, message", [
+    ("  noise_sd: 0.6", "  noise_sdd: 0.6", "preferences.noise_sdd: unknown key; did you mean 'noise_sd'?"),
+    ("      round_to: 500", "      round_too: 500", "persona.attributes.income.round_too: unknown key; did you mean "
+                                                      "'round_to'?"),
+    ("  exploration:", "  explortion:", "campaign.explortion: unknown key; did you mean 'exploration'?"),
+    ("{kind: lognormal, median: 48000, sigma: 0.5}", "{kind: lognormal, median: 48000, sigma: 0.5, sd: 2}",
+     "persona.attributes.income.distribution.sd: unknown key"),
+    ("        attribute: income\n        shift:", "        attribute: income\n        shfit: {}\n        shift:",
+     "persona.attributes.credit_score.depends_on.shfit: unknown key; did you mean 'shift'?"),
+])
+def test_every_key_at_every_level_is_checked(tmp_path, old, new, message):
+    with pytest.raises(DomainError, match=message.replace("[", r"\[").replace("]", r"\]").replace("?", r"\?")):
+        load_domain(_broken(tmp_path, old, new))
+
+
+def test_a_key_given_twice_is_refused_not_overwritten(tmp_path):
+    path = _broken(tmp_path, "  intercept:", "  intercept: 5\n  intercept:")
+    with pytest.raises(DomainError, match=r"broken.yaml: line \d+: key 'intercept' is given twice in one mapping"):
+        load_domain(path)
+
+
 def test_dependency_must_refer_to_an_earlier_attribute(tmp_path):
     path = _broken(tmp_path, "        attribute: income\n        shift:", "        attribute: spending\n        shift:")
     with pytest.raises(DomainError, match="'spending' must be an attribute declared before"):

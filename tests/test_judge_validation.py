@@ -34,28 +34,40 @@ def test_a_valid_label_file_is_read(smoke, tmp_path):
 
 
 @pytest.mark.parametrize("lines, match", [
-    (["persona_id,offer", "x,y"], r"missing column\(s\) label"),
-    (["persona_id,offer,label", "{a},Some offer.,maybe"], r"row 1 \(line 2\), field 'label': 'maybe' is not one of"),
+    (["persona_id,offer", "x,y"], r"line 1, field 'label': missing column"),
+    (["persona_id,offer,label", "{a},Some offer.,maybe"], r"line 2, field 'label': 'maybe' is not an outcome"),
     (["persona_id,offer,label", "{a},Some offer.,1", "nobody,Some offer.,1"],
-     r"row 2 \(line 3\), field 'persona_id': 'nobody' is not a persona"),
-    (["persona_id,offer,label", "{a},Some offer.,1", "{a},Other.,0", "{a},Some offer.,0"],
-     r"row 3 \(line 4\): duplicate of row 1"),
-    (["persona_id,offer,label", "{a},,1"], r"row 1 \(line 2\), field 'offer': empty"),
-    (["persona_id,offer,label"], "no labelled rows"),
-    (["persona_id,offer,label", "{train},Some offer.,1"], r"row 1 \(line 2\), field 'persona_id': .* training persona"),
+     r"line 3, field 'persona_id': 'nobody' is not a persona"),
+    (["persona_id,offer,label", "{a},Some offer.,1", "{a},Other.,0", "", "{a},Some offer.,0"],
+     r"line 5: duplicate of line 2"),
+    (["persona_id,offer,label", "{a},,1"], r"line 2, field 'offer': empty"),
+    (["persona_id,offer,label"], "header but no rows"),
+    (["persona_id,offer,label", "{a},Some offer.,1"], r"1 labelled row\(s\): agreement needs at least 2"),
+    (["persona_id,offer,label,label", "{a},Some offer.,1,0"], r"line 1, field 'label': the header names this column"),
+    (["persona_id,offer,label", "{train},Some offer.,1"], r"line 2, field 'persona_id': .* training persona"),
 ])
-def test_bad_label_files_name_the_row_and_field(smoke, tmp_path, lines, match):
+def test_bad_label_files_name_the_line_and_field(smoke, tmp_path, lines, match):
     _, dd, personas = smoke
     fill = {"a": dd["test"]["persona_id"][0], "train": dd["train"]["persona_id"][0]}
     path = write_csv(tmp_path / "labels.csv", [line.format(**fill) for line in lines])
     with pytest.raises(ValueError, match=match) as info:
         load_labels(path, personas, training_ids=set(dd["train"]["persona_id"]))
-    assert str(path) in str(info.value)
+    assert str(info.value).startswith(str(path))
 
 
-def test_missing_label_file(smoke, tmp_path):
-    with pytest.raises(FileNotFoundError, match="label file not found"):
-        load_labels(tmp_path / "nope.csv", smoke[2])
+def test_labels_in_jsonl_latin1_bytes_and_a_missing_file(smoke, tmp_path):
+    _, dd, personas = smoke
+    a, b = dd["test"]["persona_id"][:2]
+    path = tmp_path / "labels.jsonl"
+    path.write_text(f'{{"persona_id": "{a}", "offer": "One.", "label": "Y"}}\n'
+                    f'{{"persona_id": "{b}", "offer": "Two.", "label": "n"}}\n')
+    assert load_labels(path, personas)["reference"].tolist() == [True, False]
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(f"persona_id,offer,label\n{a},Café offer,1\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.csv, line 2: byte \d+: b'\\xe9' is not UTF-8 text"):
+        load_labels(latin, personas)
+    with pytest.raises(ValueError, match="nope.csv: file not found"):
+        load_labels(tmp_path / "nope.csv", personas)
 
 
 def test_agreement_with_labels_that_match_or_contradict_the_judge(smoke, tmp_path):
@@ -105,4 +117,4 @@ def test_cli_reports_a_bad_label_file_and_exits_2(smoke, tmp_path, capsys):
     path = write_csv(tmp_path / "labels.csv", ["persona_id,offer,label", "nobody,An offer.,accept"])
     assert main(["validate-judge", "--profile", "smoke", "--judge", "simulated", "--labels", str(path)]) == 2
     err = capsys.readouterr().err
-    assert "slm4offer validate-judge: error:" in err and "row 1 (line 2), field 'persona_id'" in err
+    assert "slm4offer validate-judge: error:" in err and "labels.csv, line 2, field 'persona_id'" in err

@@ -46,7 +46,7 @@ def test_offers_equal_the_pipelines_generations_and_the_cli_writes_them(project_
     bad.write_text("persona_id,persona\na,likes travel\nb,\n")
     assert main(["offers", "--model", str(model.path.parent), "--personas", str(bad), "--out",
                  str(tmp_path / "x.csv")]) == 2
-    assert f"{bad}, row 2, field 'persona': is empty" in capsys.readouterr().err
+    assert f"{bad}, line 3, field 'persona': is empty" in capsys.readouterr().err
     assert main(["offers", "--model", str(tmp_path), "--personas", str(personas), "--out", "x.csv"]) == 2
     assert "no trained model here" in capsys.readouterr().err
 
@@ -54,7 +54,7 @@ def test_offers_equal_the_pipelines_generations_and_the_cli_writes_them(project_
 def test_read_personas_rejects_duplicates_and_missing_columns(tmp_path):
     dup = tmp_path / "dup.csv"
     dup.write_text("persona_id,persona\na,one\na,two\n")
-    with pytest.raises(DataValidationError, match=r"row 2, field 'persona_id': duplicate persona_id 'a' \(first"):
+    with pytest.raises(DataValidationError, match=r"line 3, field 'persona_id': duplicate persona_id 'a' \(first"):
         read_personas(dup)
     missing = tmp_path / "missing.csv"
     missing.write_text("id,persona\na,one\n")

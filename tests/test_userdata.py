@@ -30,20 +30,25 @@ def test_the_shipped_examples_are_valid():
     assert c004["accepted_offer_ids"] == ["travel_email"] and c004["age"] == "41"
 
 
-@pytest.mark.parametrize("name, text, row, field, message", [
-    ("missing.csv", "persona_id,persona,offer_id\np1,x,o1\n", None, "accepted", "missing column"),
+@pytest.mark.parametrize("name, text, line, field, message", [
+    ("missing.csv", "persona_id,persona,offer_id\np1,x,o1\n", 1, "accepted", "missing column"),
     ("empty.csv", "", None, None, "file is empty"),
     ("header_only.csv", HEADER, None, None, "header but no rows"),
-    ("unknown.csv", HEADER + "p1,x,o1,1\np1,x,o9,0\n", 2, "offer_id", "unknown offer id 'o9'"),
-    ("no_positive.csv", HEADER + "p1,x,o1,1\np2,y,o1,0\np2,y,o2,0\n", 2, "accepted",
+    ("unknown.csv", HEADER + "p1,x,o1,1\np1,x,o9,0\n", 3, "offer_id", "unknown offer id 'o9'"),
+    ("no_positive.csv", HEADER + "p1,x,o1,1\np2,y,o1,0\np2,y,o2,0\n", 3, "accepted",
      "persona 'p2' has no accepted offer"),
-    ("nan.csv", HEADER + "p1,x,o1,1\np2,NaN,o1,1\n", 2, "persona", "empty or NaN"),
-    ("blank.csv", HEADER + "p1,,o1,1\n", 1, "persona", "empty or NaN"),
-    ("wrong_type.csv", HEADER + "p1,x,o1,maybe\n", 1, "accepted", "wrong type"),
-    ("duplicate.csv", HEADER + "p1,x,o1,1\np1,x,o2,0\np1,x,o1,0\n", 3, "offer_id",
-     "already shown offer 'o1' at row 1"),
-    ("conflict.csv", HEADER + "p1,x,o1,1\np1,other,o2,0\n", 2, "persona", "different persona than at row 1"),
-    ("ragged.csv", HEADER + "p1,x,o1,1,extra\n", 1, None, "wrong number of fields"),
+    ("nan.csv", HEADER + "p1,x,o1,1\np2,NaN,o1,1\n", 3, "persona", "empty or NaN"),
+    ("blank.csv", HEADER + "p1,,o1,1\n", 2, "persona", "empty or NaN"),
+    ("wrong_type.csv", HEADER + "p1,x,o1,maybe\n", 2, "accepted", "'maybe' is not an outcome: use 1 / true"),
+    ("duplicate.csv", HEADER + "p1,x,o1,1\np1,x,o2,0\np1,x,o1,0\n", 4, "offer_id",
+     "already shown offer 'o1' at line 2"),
+    ("conflict.csv", HEADER + "p1,x,o1,1\np1,other,o2,0\n", 3, "persona", "different persona than at line 2"),
+    ("ragged.csv", HEADER + "p1,x,o1,1,extra\n", 2, None, "wrong number of fields"),
+    ("blank_lines.csv", HEADER + "p1,x,o1,1\n\n\np1,x,o9,0\n", 5, "offer_id", "unknown offer id 'o9'"),
+    ("twice.csv", "persona_id,persona,offer_id,accepted,accepted\np1,x,o1,1,0\n", 1, "accepted",
+     "the header names this column 2 times"),
+    ("blank_lines.jsonl", '{"persona_id": "p1", "persona": "x", "offer_id": "o1", "accepted": "Y"}\n\n'
+     '{"persona_id": "p1", "persona": "x", "offer_id": "o9", "accepted": "N"}\n', 3, "offer_id", "unknown offer"),
     ("bad.jsonl", '{"persona_id": "p1", "persona": "x", "offer_id": "o1", "accepted": 1}\n{oops\n',
      2, None, "not valid JSON"),
     ("types.jsonl", '{"persona_id": ["p1"], "persona": "x", "offer_id": "o1", "accepted": 1}\n',
@@ -54,19 +59,27 @@ def test_the_shipped_examples_are_valid():
      "missing column"),
     ("notes.txt", "hello", None, None, "expected a .csv or .jsonl file"),
 ])
-def test_bad_interactions_get_one_clear_error(tmp_path, offers, name, text, row, field, message):
+def test_bad_interactions_get_one_clear_error(tmp_path, offers, name, text, line, field, message):
     path = write(tmp_path, name, text)
     with pytest.raises(DataValidationError, match=message) as info:
         load_user_data(path, offers)
     err = info.value
-    assert (err.file, err.row, err.field) == (path, row, field)
-    assert str(err).startswith(str(path))
+    assert (err.file, err.line, err.field) == (path, line, field)
+    assert str(err).startswith(str(path) + (f", line {line}" if line else ""))
+
+
+@pytest.mark.parametrize("accepted, rejected", [("1", "0"), ("true", "false"), ("Yes", "No"), ("Y", "N"),
+                                                ("accepted", "rejected"), ("ACCEPT", "reject")])
+def test_one_outcome_vocabulary(tmp_path, offers, accepted, rejected):
+    path = write(tmp_path, "log.csv", HEADER + f"p1,x,o1,{accepted}\np1,x,o2,{rejected}\n")
+    rows, _ = load_user_data(path, offers)
+    assert rows[0]["accepted_offer_ids"] == ["o1"] and rows[0]["rejected_offer_ids"] == ["o2"]
 
 
 def test_duplicated_offer_ids_in_the_catalog(tmp_path):
     bad = write(tmp_path, "offers.csv", "offer_id,offer\no1,A\no2,B\no1,C\n")
     good = write(tmp_path, "i.csv", HEADER + "p1,x,o1,1\n")
-    with pytest.raises(DataValidationError, match=r"row 3, field 'offer_id': duplicated id 'o1' \(first at row 1\)"):
+    with pytest.raises(DataValidationError, match=r"line 4, field 'offer_id': duplicated id 'o1' \(first at line 2\)"):
         load_user_data(good, bad)
 
 
@@ -94,13 +107,13 @@ def test_cli_validate_data(tmp_path, offers, capsys):
     assert "valid: 5 personas, 3 offers" in capsys.readouterr().out
     bad = write(tmp_path, "bad.csv", HEADER + "p1,x,o1,perhaps\n")
     assert main(["validate-data", str(bad), "--offers", str(offers)]) == 2
-    assert "row 1, field 'accepted': wrong type" in capsys.readouterr().err
+    assert "line 2, field 'accepted': 'perhaps' is not an outcome" in capsys.readouterr().err
 
 
 def test_non_utf8_bytes_and_a_directory_get_a_clear_error(tmp_path, offers):
     path = tmp_path / "latin1.csv"
     path.write_bytes(HEADER.encode() + "p1,Zoë from Köln,o1,1\n".encode("latin-1"))
-    with pytest.raises(DataValidationError, match=r"line 2, byte 6: b'\\xeb' is not UTF-8 text"):
+    with pytest.raises(DataValidationError, match=r"latin1.csv, line 2: byte 6: b'\\xeb' is not UTF-8 text"):
         load_user_data(path, offers)
     (tmp_path / "folder.csv").mkdir()
     with pytest.raises(DataValidationError, match="is a directory"):
@@ -137,5 +150,5 @@ def test_a_large_log_is_streamed_in_bounded_memory(tmp_path):
 
 def test_a_duplicated_row_names_the_first_one(tmp_path, offers):
     path = write(tmp_path, "dup.csv", HEADER + "p1,x,o1,1\np2,y,o1,1\np2,y,o2,0\np1,x,o2,0\np2,y,o1,0\n")
-    with pytest.raises(DataValidationError, match="row 5, field 'offer_id'.*offer 'o1' at row 2"):
+    with pytest.raises(DataValidationError, match="line 6, field 'offer_id'.*offer 'o1' at line 3"):
         load_user_data(path, offers)

@@ -3,13 +3,14 @@
 Two files, the way real campaign logs look:
 
 - interactions: one row per offer shown to a persona. Columns `persona_id`, `persona` (text),
-  `offer_id`, `accepted` (1/0, true/false, yes/no, accepted/rejected); any other column is a
+  `offer_id`, `accepted` (`ACCEPTED` / `REJECTED` below, any case); any other column is a
   persona attribute (constant per persona) and is kept.
 - offers: the catalog. Columns `offer_id`, `offer` (text).
 
-`load_user_data` checks everything and raises one `DataValidationError` naming the file, the row
-(1-based, data rows; CSV line = row + 1) and the field. `build_user_dataset` then writes the same
-`DatasetDict` layout as `build_dataset`, all or nothing. Templates: `examples/user_data/`.
+`load_user_data` checks everything and raises one `DataValidationError` naming the file, the
+physical line (as an editor numbers it: the header is line 1, blank lines count) and the field.
+`build_user_dataset` then writes the same `DatasetDict` layout as `build_dataset`, all or nothing.
+Templates: `examples/user_data/`.
 """
 
 from __future__ import annotations
@@ -27,25 +28,31 @@ from slm4offer.errors import InvalidValue
 
 INTERACTION_COLUMNS = ("persona_id", "persona", "offer_id", "accepted")
 OFFER_FILE_COLUMNS = ("offer_id", "offer")
-_TRUE = {"1", "true", "yes", "accepted", "accept"}
-_FALSE = {"0", "false", "no", "rejected", "reject"}
+# The one vocabulary for an accepted / rejected outcome, in campaign logs and in judge labels alike
+# (case and surrounding spaces do not matter).
+ACCEPTED = ("1", "true", "yes", "y", "accepted", "accept")
+REJECTED = ("0", "false", "no", "n", "rejected", "reject")
 
 
 class DataValidationError(InvalidValue):
-    """Bad user data; `file`, `row` (1-based data row or None) and `field` say where."""
+    """Bad user data; `file`, `line` (the physical line, 1 = the header; None: the whole file) and
+    `field` say where."""
 
-    def __init__(self, file: Path, row: int | None, field: str | None, message: str):
-        self.file, self.row, self.field = Path(file), row, field
+    def __init__(self, file: Path, line: int | None, field: str | None, message: str):
+        self.file, self.line, self.field = Path(file), line, field
         where = [str(self.file)]
-        if row is not None:
-            where.append(f"row {row}")
+        if line is not None:
+            where.append(f"line {line}")
         if field is not None:
             where.append(f"field {field!r}")
         super().__init__(f"{', '.join(where)}: {message}")
 
 
 def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[int, dict]]:
-    """(data row number, row) of a .csv or .jsonl file, streamed after checking the file and its columns.
+    """(physical line, row) of a .csv or .jsonl file, streamed after checking the file and its columns.
+
+    A CSV header must name each column once (a second `accepted` would silently win); a record
+    spanning lines (a quoted line break) is numbered by its last line, as `csv` counts.
 
     Streaming keeps memory bounded by what the caller keeps, not by the file: a campaign log of
     500,000 rows validates in a few seconds (`make bench` measures it).
@@ -64,31 +71,37 @@ def read_records(path: str | Path, required: tuple[str, ...]) -> Iterator[tuple[
         reader = csv.DictReader(lines)
         if not reader.fieldnames:
             raise DataValidationError(path, None, None, "file is empty")
-        missing = [c for c in required if c not in reader.fieldnames]
+        header = [name.strip() for name in reader.fieldnames]
+        twice = next((name for name in header if header.count(name) > 1), None)
+        if twice is not None:
+            raise DataValidationError(path, 1, twice, f"the header names this column {header.count(twice)} times; "
+                                      "name each column once")
+        reader.fieldnames = header
+        missing = [c for c in required if c not in header]
         if missing:
-            raise DataValidationError(path, None, missing[0], "missing column "
-                                      f"(the header has: {', '.join(reader.fieldnames)})")
-        for count, row in enumerate(reader, start=1):
+            raise DataValidationError(path, 1, missing[0], f"missing column (the header has: {', '.join(header)})")
+        for row in reader:
+            count += 1
             if None in row or any(v is None for v in row.values()):
-                raise DataValidationError(path, count, None, "wrong number of fields for the header")
-            yield count, row
+                raise DataValidationError(path, reader.line_num, None, "wrong number of fields for the header")
+            yield reader.line_num, row
         if not count:
             raise DataValidationError(path, None, None, "file has a header but no rows")
         return
-    for line in lines:
+    for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         count += 1
         try:
             record = json.loads(line)
         except json.JSONDecodeError as exc:
-            raise DataValidationError(path, count, None, f"not valid JSON ({exc.msg})") from exc
+            raise DataValidationError(path, number, None, f"not valid JSON ({exc.msg})") from exc
         if not isinstance(record, dict):
-            raise DataValidationError(path, count, None, "each line must be a JSON object")
+            raise DataValidationError(path, number, None, "each line must be a JSON object")
         for column in required:
             if column not in record:
-                raise DataValidationError(path, count, column, "missing column")
-        yield count, record
+                raise DataValidationError(path, number, column, "missing column")
+        yield number, record
     if not count:
         raise DataValidationError(path, None, None, "file is empty")
 
@@ -101,35 +114,45 @@ def _utf8_lines(path: Path) -> Iterator[str]:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
                 raise DataValidationError(
-                    path, None, None, f"line {number}, byte {exc.start + 1}: {raw[exc.start:exc.start + 1]!r} is "
+                    path, number, None, f"byte {exc.start + 1}: {raw[exc.start:exc.start + 1]!r} is "
                     "not UTF-8 text (save the file as UTF-8)") from None
             yield line.removeprefix("\ufeff") if number == 1 else line
 
 
-def _text(path: Path, row: int, field: str, value) -> str:
+def _text(path: Path, line: int, field: str, value) -> str:
     """A non-empty string (ids may be integers in JSONL); NaN, null and blanks are errors."""
     if value is None or isinstance(value, float) and math.isnan(value):
-        raise DataValidationError(path, row, field, "is empty (null or NaN)")
+        raise DataValidationError(path, line, field, "is empty (null or NaN)")
     if isinstance(value, bool) or not isinstance(value, str | int):
-        raise DataValidationError(path, row, field,
+        raise DataValidationError(path, line, field,
                                   f"wrong type: expected text, got {type(value).__name__} ({value!r})")
     value = str(value).strip()
     if not value or value.lower() in ("nan", "null", "none"):
-        raise DataValidationError(path, row, field, f"is empty or NaN ({value!r})")
+        raise DataValidationError(path, line, field, f"is empty or NaN ({value!r})")
     return value
 
 
-def _flag(path: Path, row: int, value) -> bool:
+def outcome(value) -> bool | None:
+    """True (accepted) or False (rejected) in the one vocabulary of `ACCEPTED` / `REJECTED` (JSON
+    booleans and the integers 1 / 0 too); None for anything else."""
     if isinstance(value, bool):
         return value
     if isinstance(value, int) and value in (0, 1):
         return bool(value)
-    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
-        return value.strip().lower() in _TRUE
+    word = value.strip().lower() if isinstance(value, str) else None
+    return True if word in ACCEPTED else False if word in REJECTED else None
+
+
+VOCABULARY = f"{' / '.join(ACCEPTED)} for accepted, {' / '.join(REJECTED)} for rejected (any case)"
+
+
+def _flag(path: Path, line: int, value, field: str = "accepted") -> bool:
+    flag = outcome(value)
+    if flag is not None:
+        return flag
     if value is None or isinstance(value, float) and math.isnan(value):
-        raise DataValidationError(path, row, "accepted", "is empty (null or NaN)")
-    raise DataValidationError(path, row, "accepted",
-                              f"wrong type: expected 1/0, true/false, yes/no or accepted/rejected, got {value!r}")
+        raise DataValidationError(path, line, field, "is empty (null or NaN)")
+    raise DataValidationError(path, line, field, f"{value!r} is not an outcome: use {VOCABULARY}")
 
 
 def load_offers(path: str | Path) -> list[Offer]:
@@ -139,7 +162,7 @@ def load_offers(path: str | Path) -> list[Offer]:
     for i, rec in read_records(path, OFFER_FILE_COLUMNS):
         oid = _text(path, i, "offer_id", rec["offer_id"])
         if oid in seen:
-            raise DataValidationError(path, i, "offer_id", f"duplicated id {oid!r} (first at row {seen[oid]})")
+            raise DataValidationError(path, i, "offer_id", f"duplicated id {oid!r} (first at line {seen[oid]})")
         seen[oid] = i
         offers.append(Offer(oid, {}, _text(path, i, "offer", rec["offer"])))
     return offers
@@ -152,7 +175,7 @@ def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[d
     text = {o.offer_id: o.text for o in catalog}
     canonical = {o.offer_id: o.offer_id for o in catalog}  # one id object per offer, not one per row
     personas: dict[str, dict] = {}
-    first_row: dict[str, int] = {}
+    first_line: dict[str, int] = {}
     for i, rec in read_records(path, INTERACTION_COLUMNS):
         pid = _text(path, i, "persona_id", rec["persona_id"])
         persona = _text(path, i, "persona", rec["persona"])
@@ -164,10 +187,10 @@ def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[d
         known = personas.get(pid)
         if known and (oid in known["accepted_offer_ids"] or oid in known["rejected_offer_ids"]):
             raise DataValidationError(path, i, "offer_id", f"duplicated row: persona {pid!r} was "
-                                      f"already shown offer {oid!r} at row {_first_row_of(path, pid, oid)}")
+                                      f"already shown offer {oid!r} at line {_first_line_of(path, pid, oid)}")
         attrs = {k: _attribute(path, i, k, v) for k, v in rec.items() if k not in INTERACTION_COLUMNS}
         if pid not in personas:
-            first_row[pid] = i
+            first_line[pid] = i
             personas[pid] = {"persona_id": pid, "persona": persona, **attrs,
                              **{c: [] for c in data.OFFER_COLUMNS}}
         else:
@@ -175,28 +198,28 @@ def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[d
             for field, value in [("persona", persona), *attrs.items()]:
                 if known.get(field) != value:
                     raise DataValidationError(path, i, field, f"persona {pid!r} has a different "
-                                              f"{field} than at row {first_row[pid]}")
+                                              f"{field} than at line {first_line[pid]}")
         kind = "accepted" if accepted else "rejected"
         personas[pid][f"{kind}_offer_ids"].append(canonical[oid])
         personas[pid][f"{kind}_offers"].append(text[oid])
     for pid, row in personas.items():
         if not row["accepted_offer_ids"]:
-            raise DataValidationError(path, first_row[pid], "accepted",
+            raise DataValidationError(path, first_line[pid], "accepted",
                                       f"persona {pid!r} has no accepted offer (a positive is needed)")
     return list(personas.values()), catalog
 
 
-def _first_row_of(path: Path, pid: str, oid: str) -> int:
+def _first_line_of(path: Path, pid: str, oid: str) -> int:
     """Where (persona, offer) first occurs: read again on this error path, not kept for every row."""
     return next(i for i, rec in read_records(path, INTERACTION_COLUMNS)
                 if str(rec["persona_id"]).strip() == pid and str(rec["offer_id"]).strip() == oid)
 
 
-def _attribute(path: Path, row: int, field: str, value):
+def _attribute(path: Path, line: int, field: str, value):
     """Extra columns are persona attributes: kept as text (lists of text in JSONL)."""
     if isinstance(value, list):
         return [str(v) for v in value]
-    return _text(path, row, field, value)
+    return _text(path, line, field, value)
 
 
 def build_user_dataset(interactions: str | Path, offers: str | Path, out: str | Path,

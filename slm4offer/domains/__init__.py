@@ -8,6 +8,7 @@ in a preference weight would otherwise silently change the world every later num
 
 from __future__ import annotations
 
+import difflib
 import hashlib
 import re
 from dataclasses import dataclass
@@ -130,13 +131,43 @@ def load_domain(domain: str | Path) -> Domain:
     return _load(path, path.stat().st_mtime_ns)
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, except that a key given twice in one mapping is an error (YAML keeps the
+    last one silently, so a duplicated weight would quietly replace the first)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=True)
+            if key in seen:
+                raise DomainError(f"line {key_node.start_mark.line + 1}: key {key!r} is given twice in one "
+                                  f"mapping (first on line {seen[key]})")
+            seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
 @lru_cache(maxsize=16)
 def _load(path: Path, _mtime: int) -> Domain:
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml.load(path.read_text(), Loader=_UniqueKeyLoader)  # a SafeLoader
+    except DomainError as exc:
+        raise DomainError(f"{path.name}: {exc}") from None
     except yaml.YAMLError as exc:
         raise DomainError(f"{path.name}: not valid YAML: {exc}") from exc
     return _Parser(path).domain(raw)
+
+
+# The keys each part of a domain file may hold; any other key is an error with a did-you-mean.
+INTEGER_KEYS = {"type", "distribution", "range", "segments", "round_to", "format", "depends_on"}
+CHOICE_KEYS = {"type", "values", "depends_on"}
+SECTION_KEYS = {
+    "top level": {"name", "description", "persona", "offers", "preferences", "campaign"},
+    "persona": {"attributes", "templates"},
+    "offers": {"slots", "allowed", "templates"},
+    "preferences": {"intercept", "noise_sd", "offer", "persona"},
+    "campaign": {"targets_on", "popularity", "temperature", "exploration"},
+}
+ATTRIBUTE_KEYS = {"integer": INTEGER_KEYS, "categorical": CHOICE_KEYS, "multi": CHOICE_KEYS | {"count"}}
 
 
 class _Parser:
@@ -147,6 +178,17 @@ class _Parser:
 
     def fail(self, where: str, message: str) -> DomainError:
         return DomainError(f"{self.path.name}: {where}: {message}")
+
+    def keys(self, mapping, where: str, known: set[str]) -> None:
+        """Every key of `mapping` is one of `known`; else an error naming it, with a did-you-mean."""
+        if not isinstance(mapping, dict):
+            return  # the caller's `get` reports the wrong type
+        for key in mapping:
+            if key not in known:
+                hint = difflib.get_close_matches(str(key), sorted(known), n=1)
+                raise self.fail(f"{where}.{key}" if where != "top level" else str(key),
+                                "unknown key" + (f"; did you mean {hint[0]!r}?" if hint else "")
+                                + f" (known: {', '.join(sorted(known))})")
 
     def get(self, mapping, key: str, where: str, kind: type | tuple = dict, default=...):
         if not isinstance(mapping, dict):
@@ -166,18 +208,17 @@ class _Parser:
     def domain(self, raw) -> Domain:
         if not isinstance(raw, dict):
             raise self.fail("top level", "expected a mapping with persona, offers, preferences")
-        known = {"name", "description", "persona", "offers", "preferences", "campaign"}
-        for key in raw:
-            if key not in known:
-                raise self.fail(key, f"unknown top-level key (known: {', '.join(sorted(known))})")
+        self.keys(raw, "top level", SECTION_KEYS["top level"])
         name = self.get(raw, "name", "", str)
         persona = self.get(raw, "persona", "")
+        self.keys(persona, "persona", SECTION_KEYS["persona"])
         attributes: dict[str, Attribute] = {}
         for attr_name, spec in self.get(persona, "attributes", "persona").items():
             attributes[attr_name] = self.attribute(attr_name, spec, attributes)
         persona_templates = self.templates(persona, "persona", set(attributes))
         slots, allowed_by, allowed, offer_templates = self.offers(self.get(raw, "offers", ""))
         prefs = self.get(raw, "preferences", "")
+        self.keys(prefs, "preferences", SECTION_KEYS["preferences"])
         offer_weights = self.slot_weights(self.get(prefs, "offer", "preferences", default={}),
                                           "preferences.offer", slots)
         persona_weights: dict[str, dict] = {}
@@ -194,6 +235,7 @@ class _Parser:
                                     f"(known: {', '.join(attr.levels)})")
                 persona_weights[attr_name][level] = self.slot_weights(weights, f"{where}.{level}", slots)
         campaign = self.get(raw, "campaign", "")
+        self.keys(campaign, "campaign", SECTION_KEYS["campaign"])
         targets = tuple(self.get(campaign, "targets_on", "campaign", list))
         for t in targets:
             if t not in attributes:
@@ -228,6 +270,7 @@ class _Parser:
         kind = self.get(spec, "type", where, str)
         if kind not in ATTRIBUTE_TYPES:
             raise self.fail(f"{where}.type", f"{kind!r} is not one of {', '.join(ATTRIBUTE_TYPES)}")
+        self.keys(spec, where, ATTRIBUTE_KEYS[kind])
         values, distribution, segments = {}, {}, {}
         low_high, count = (0, 0), (1, 1)
         if kind == "integer":
@@ -236,6 +279,7 @@ class _Parser:
             if dist_kind not in DISTRIBUTIONS:
                 raise self.fail(f"{where}.distribution.kind",
                                 f"{dist_kind!r} is not one of {', '.join(DISTRIBUTIONS)}")
+            self.keys(distribution, f"{where}.distribution", {"kind", *DISTRIBUTIONS[dist_kind]})
             for param in DISTRIBUTIONS[dist_kind]:
                 self.get(distribution, param, f"{where}.distribution", (int, float))
             low_high = self.pair(spec, "range", where)
@@ -271,6 +315,7 @@ class _Parser:
 
     def dependency(self, name, kind, values, dep, earlier, where) -> None:
         parent_name = self.get(dep, "attribute", where, str)
+        self.keys(dep, where, {"attribute", "shift"} if "shift" in dep else {"attribute", "factors"})
         if parent_name not in earlier:
             raise self.fail(f"{where}.attribute", f"{parent_name!r} must be an attribute declared "
                             f"before {name!r} (declared: {', '.join(earlier) or 'none'})")
@@ -308,11 +353,13 @@ class _Parser:
     def offers(self, section):
         slots: dict[str, dict[str, SlotValue]] = {}
         owner: dict[str, str] = {}  # phrase -> "slot.value", to reject ambiguous phrases
+        self.keys(section, "offers", SECTION_KEYS["offers"])
         for slot, values in self.get(section, "slots", "offers").items():
             slots[slot] = {}
             for key, spec in self.get({slot: values}, slot, "offers.slots").items():
                 where = f"offers.slots.{slot}.{key}"
                 text = spec if isinstance(spec, str) else self.get(spec, "text", where, str)
+                self.keys(spec, where, {"text", "aliases"})
                 aliases = [] if isinstance(spec, str) else spec.get("aliases", [])
                 phrases = tuple(dict.fromkeys(_normalise(p) for p in [_strip_article(text), *aliases]))
                 for phrase in phrases:

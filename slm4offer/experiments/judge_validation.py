@@ -9,7 +9,6 @@ which knows the truth of the synthetic world. The report gives the 2x2 table, ch
 
 from __future__ import annotations
 
-import csv
 import dataclasses
 from collections.abc import Set
 from dataclasses import dataclass
@@ -21,13 +20,12 @@ import pandas as pd
 from slm4offer import paper
 from slm4offer.config import Config
 from slm4offer.data.dataset import build_dataset
-from slm4offer.errors import InvalidValue, MissingFile
+from slm4offer.data.userdata import VOCABULARY, DataValidationError, outcome, read_records
 from slm4offer.judges import make_judge
 from slm4offer.model.generation import generate
 from slm4offer.stats import Agreement, agreement
 
 LABEL_COLUMNS = ("persona_id", "offer", "label")
-LABEL_VALUES = {"accept": True, "reject": False, "1": True, "0": False}
 
 
 @dataclass
@@ -54,43 +52,36 @@ def validation_sample(cfg: Config, n: int | None = None, progress: bool = True) 
 
 
 def load_labels(path: str | Path, personas: dict[str, dict], training_ids: Set[str] = frozenset()) -> pd.DataFrame:
-    """Human labels from a CSV, checked row by row; errors name the row and field.
-
-    Rows are numbered from 1 after the header, as in `validate-data` (file line = row + 1).
+    """Human labels from a CSV or JSONL file (persona_id, offer, label), read like a campaign log:
+    the same outcome words (`userdata.VOCABULARY`), and one error naming the file, physical line
+    and field.
 
     `personas`: the dataset's rows by persona_id; `training_ids`: personas the judge learned
     from, which cannot validate it.
     """
     path = Path(path)
-    if not path.is_file():
-        raise MissingFile(f"{path}: label file not found")
-    with path.open(newline="", encoding="utf-8-sig") as fh:
-        reader = csv.DictReader(fh)
-        missing = [c for c in LABEL_COLUMNS if c not in (reader.fieldnames or [])]
-        if missing:
-            raise InvalidValue(f"{path}: missing column(s) {', '.join(missing)} "
-                             f"(need {', '.join(LABEL_COLUMNS)}; found {', '.join(reader.fieldnames or []) or 'none'})")
-        rows: list[dict] = []
-        seen: dict[tuple, int] = {}
-        for row, raw in enumerate(reader, start=1):
-            where = f"{path}: row {row} (line {row + 1})"
-            pid, offer, label = ((raw.get(c) or "").strip() for c in LABEL_COLUMNS)
-            if pid not in personas:
-                raise InvalidValue(f"{where}, field 'persona_id': {pid!r} is not a persona of the dataset")
-            if pid in training_ids:
-                raise InvalidValue(f"{where}, field 'persona_id': {pid!r} is a training persona, which the "
-                                 "learned judge has seen; label validation or test personas")
-            if not offer:
-                raise InvalidValue(f"{where}, field 'offer': empty")
-            if label.lower() not in LABEL_VALUES:
-                raise InvalidValue(f"{where}, field 'label': {label!r} is not one of accept, reject, 1, 0")
-            if (pid, offer) in seen:
-                raise InvalidValue(f"{where}: duplicate of row {seen[pid, offer]} (same persona_id and offer)")
-            seen[pid, offer] = row
-            rows.append({"persona_id": pid, "persona": personas[pid]["persona"], "offer": offer,
-                         "source": path.name, "reference": LABEL_VALUES[label.lower()]})
-    if not rows:
-        raise InvalidValue(f"{path}: no labelled rows")
+    rows: list[dict] = []
+    seen: dict[tuple, int] = {}
+    for line, raw in read_records(path, LABEL_COLUMNS):
+        pid, offer = (str(raw.get(c) if raw.get(c) is not None else "").strip() for c in LABEL_COLUMNS[:2])
+        if pid not in personas:
+            raise DataValidationError(path, line, "persona_id", f"{pid!r} is not a persona of the dataset")
+        if pid in training_ids:
+            raise DataValidationError(path, line, "persona_id", f"{pid!r} is a training persona, which the "
+                                      "learned judge has seen; label validation or test personas")
+        if not offer:
+            raise DataValidationError(path, line, "offer", "empty")
+        label = outcome(raw["label"])
+        if label is None:
+            raise DataValidationError(path, line, "label", f"{raw['label']!r} is not an outcome: use {VOCABULARY}")
+        if (pid, offer) in seen:
+            raise DataValidationError(path, line, None, f"duplicate of line {seen[pid, offer]} (same persona_id "
+                                      "and offer)")
+        seen[pid, offer] = line
+        rows.append({"persona_id": pid, "persona": personas[pid]["persona"], "offer": offer,
+                     "source": path.name, "reference": label})
+    if len(rows) < 2:
+        raise DataValidationError(path, None, None, f"{len(rows)} labelled row(s): agreement needs at least 2")
     return pd.DataFrame(rows)
 
 

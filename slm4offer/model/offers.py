@@ -37,7 +37,7 @@ def read_personas(path: str | Path) -> list[dict]:
                 raise DataValidationError(path, number, field, "is empty")
         pid = str(row["persona_id"]).strip()
         if pid in first_row:
-            raise DataValidationError(path, number, "persona_id", f"duplicate persona_id {pid!r} (first in row "
+            raise DataValidationError(path, number, "persona_id", f"duplicate persona_id {pid!r} (first at line "
                                                                   f"{first_row[pid]})")
         first_row[pid] = number
         rows.append({**row, "persona_id": pid, "persona": str(row["persona"]).strip()})
