@@ -145,11 +145,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_config_flags(evaluate, "evaluate", defaults)
 
     vj = sub.add_parser("validate-judge", help="agreement of a judge with reference labels "
-                           "-> results/judge_validation.*",
-                           description="Compare a judge's verdicts with human labels (--labels: CSV with "
-                                       "persona_id, offer, label = accept/reject, 1/0, yes/no, y/n ...) or, without --labels, "
-                                       "with the simulated customer on judge_samples generated offers: "
-                                       "2x2 table, chi-square, raw agreement, Cohen's kappa with a bootstrap CI.")
+                        "-> results/judge_validation.*",
+                        description="Compare a judge's verdicts with human labels (--labels: CSV or JSONL with "
+                                    "persona_id, offer, label = accept/reject, 1/0, yes/no, y/n, ...) or, without "
+                                    "--labels, with the simulated customer on judge_samples generated offers: "
+                                    "2x2 table, chi-square, raw agreement, Cohen's kappa with a bootstrap CI.")
     vj.add_argument("--judge", choices=JUDGES, default="learned", dest="judge_name")
     vj.add_argument("--labels", type=Path, help="human-label CSV (template: examples/judge_labels/)")
     _add_config_flags(vj, "validate-judge", defaults)
