@@ -24,6 +24,7 @@ from slm4offer.cache import stage_hash
 from slm4offer.errors import InvalidValue, MissingFile, UnknownKey, WrongType
 
 PROFILE_ENV = "SLM4OFFER_PROFILE"
+MAIN_DOMAIN = "finance"  # the paper's: its results keep the plain names (results/acceptance.*)
 ROOT_ENV = "SLM4OFFER_ROOT"
 
 
@@ -41,7 +42,7 @@ class Config:
                    "validate-data ... --out DIR` writes (a relative path is relative to the project folder). "
                    "Every stage reads it; the simulated customer and the best-offer ceiling exist only for "
                    "synthetic worlds.")
-    domain: str = _f("finance", "Built-in domain name (finance, ecommerce) or path to a domain YAML.")
+    domain: str = _f(MAIN_DOMAIN, "Built-in domain name (finance, ecommerce) or path to a domain YAML.")
     seed: int = _f(0, "Seed of the synthetic world, the campaign and the splits.")
     generator: str = _f("world", "Where personas and offer texts come from: 'world' (templates) "
                         "or 'openai' (any OpenAI-compatible endpoint, see llm_* fields).")
@@ -337,6 +338,16 @@ def llm_endpoint_configured(base_url: str) -> bool:
 def dataset_label(cfg: Config) -> str:
     """What a caption calls the data: 'finance world' or 'your data (my_dataset)'."""
     return f"your data ({Path(cfg.data).name})" if cfg.data else f"{domain_name(cfg.domain)} world"
+
+
+def result_name(cfg: Config, kind: str, with_domain: bool = False) -> str:
+    """The stem of a result file, so that two worlds never write the same file: `kind`, then the
+    domain (unless it is the paper's and `with_domain` is off), then the generator unless it is
+    the template world ('acceptance', 'acceptance_ecommerce', 'data_card_finance_openai')."""
+    domain = domain_name(cfg.domain)
+    parts = [kind, *([domain] if with_domain or domain != MAIN_DOMAIN else []),
+             *([cfg.generator] if cfg.generator != "world" else [])]
+    return "_".join(parts)
 
 
 def domain_name(domain: str) -> str:

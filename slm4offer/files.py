@@ -1,8 +1,11 @@
-"""Atomic writes (a reader, or an interrupted run, never sees a half-written file or folder), and
-caption text made safe for LaTeX tables."""
+"""Atomic writes (a reader, or an interrupted run, never sees a half-written file or folder), locks
+so that two runs writing the same output take turns, the rule for folders a user names as output,
+and caption text made safe for LaTeX tables."""
 
 from __future__ import annotations
 
+import fcntl
+import glob
 import json
 import os
 import shutil
@@ -10,6 +13,8 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from slm4offer.errors import InvalidValue
 
 
 def write_text(path: str | Path, text: str) -> Path:
@@ -37,21 +42,68 @@ def write_json(path: str | Path, data) -> Path:
     return write_text(path, json_text(data))
 
 
+_HELD: dict[str, int] = {}  # locks this process holds, by file: taking one again inside is a no-op
+
+
 @contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
-    """Yield a temp folder beside `path`; on success it replaces `path`, on error it is removed."""
+def locked(path: str | Path) -> Iterator[None]:
+    """Hold the exclusive lock of `path` (a hidden `.<name>.lock` file beside it), waiting while
+    another process holds it: two runs that write the same output take turns instead of mixing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
-    tmp.chmod(0o755)  # mkdtemp makes it private; models and datasets are for everyone to read
-    try:
-        yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
+    lock = path.parent / f".{path.name}.lock"
+    key = str(lock.resolve())
+    if key in _HELD:
+        _HELD[key] += 1
+        try:
+            yield
+        finally:
+            _HELD[key] -= 1
+        return
+    with open(lock, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        _HELD[key] = 1
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+@contextmanager
+def atomic_dir(path: str | Path) -> Iterator[Path]:
+    """Yield a temp folder beside `path`; on success it replaces `path`, on error it is removed.
+
+    Writers of one `path` take turns (`locked`), so a temp folder of `path` found while holding
+    the lock was left by a run that was killed, and is removed."""
+    path = Path(path)
+    with locked(path):
+        for stale in glob.glob(str(path.parent / f".{glob.escape(path.name)}.*.tmp")):
+            shutil.rmtree(stale, ignore_errors=True)
+        tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+        tmp.chmod(0o755)  # mkdtemp makes it private; models and datasets are for everyone to read
+        try:
+            yield tmp
+            if path.exists():
+                shutil.rmtree(path)
+            os.replace(tmp, path)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+
+
+def replaceable_folder(path: str | Path, markers: tuple[str, ...]) -> Path:
+    """`path` as a folder the project may write or replace: one that does not exist yet, an empty
+    one, or one holding every file of `markers` (one the project wrote before). Anything else, a
+    file or a folder of someone else's, is refused: the project never deletes what it did not write."""
+    path = Path(path)
+    if path.is_file() or path.is_symlink() and not path.is_dir():
+        raise InvalidValue(f"{path}: is a file; give the folder to write into (a new one, or one written by "
+                           "slm4offer before)")
+    if path.is_dir() and any(path.iterdir()) and not all((path / m).is_file() for m in markers):
+        raise InvalidValue(f"{path}: the folder exists and holds files slm4offer did not write (no "
+                           f"{', '.join(markers)}); nothing was changed. Choose a new folder, or empty this one")
+    return path
 
 
 def latex_text(text: str) -> str:

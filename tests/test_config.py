@@ -74,3 +74,15 @@ def test_summary_shows_the_settings_that_matter_and_what_else_changed():
                     "judges='simulated,learned'", "accept_threshold=0.5", "d_model=64"):
         assert setting in text
     assert text.splitlines()[-1] == "other settings changed from the defaults: judge_samples=7"
+
+
+def test_result_names_never_collide_across_domains_and_generators():
+    from slm4offer.config import result_name
+
+    names = {(d, g): (result_name(load_config("smoke", domain=d, generator=g), "acceptance"),
+                      result_name(load_config("smoke", domain=d, generator=g), "data_card", with_domain=True))
+             for d in ("finance", "ecommerce") for g in ("world", "openai")}
+    assert names[("finance", "world")] == ("acceptance", "data_card_finance"), "the paper's keep the plain names"
+    assert names[("ecommerce", "world")] == ("acceptance_ecommerce", "data_card_ecommerce")
+    assert names[("finance", "openai")] == ("acceptance_openai", "data_card_finance_openai")
+    assert len({n for pair in names.values() for n in pair}) == 8

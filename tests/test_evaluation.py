@@ -88,3 +88,16 @@ def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root, m
     assert "The llm judge gave no probabilities: its expected acceptance and sampled rate are not defined" in \
         (out / "acceptance.md").read_text()
     assert pd.read_csv(out / "acceptance_threshold_sweep.csv").empty
+
+
+def test_two_domains_evaluated_from_the_cli_keep_their_own_tables(project_root):
+    out = load_config("smoke").results_dir
+    assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "simulated"]) == 0
+    main_table = (out / "acceptance.csv").read_bytes()
+    assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "simulated",
+                 "--domain", "ecommerce"]) == 0
+    assert (out / "acceptance.csv").read_bytes() == main_table, "the ecommerce run left the main table alone"
+    ecommerce = pd.read_csv(out / "acceptance_ecommerce.csv")
+    assert len(ecommerce) == len(SYSTEMS) and not ecommerce.equals(pd.read_csv(out / "acceptance.csv"))
+    for name in ("acceptance_ecommerce.md", "acceptance_ecommerce_gain.csv", "decisions/acceptance_ecommerce.csv"):
+        assert (out / name).is_file(), name

@@ -152,3 +152,18 @@ def test_a_duplicated_row_names_the_first_one(tmp_path, offers):
     path = write(tmp_path, "dup.csv", HEADER + "p1,x,o1,1\np2,y,o1,1\np2,y,o2,0\np1,x,o2,0\np2,y,o1,0\n")
     with pytest.raises(DataValidationError, match="line 6, field 'offer_id'.*offer 'o1' at line 3"):
         load_user_data(path, offers)
+
+
+def test_validate_data_out_never_deletes_a_folder_it_did_not_write(tmp_path, offers, capsys):
+    log = write(tmp_path, "log.csv", HEADER + "".join(f"p{i},persona {i},o{1 + i % 2},1\n" for i in range(12)))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    (theirs / "notes.txt").write_text("keep me")
+    assert main(["validate-data", str(log), "--offers", str(offers), "--out", str(theirs)]) == 2
+    assert "holds files slm4offer did not write" in capsys.readouterr().err
+    assert (theirs / "notes.txt").read_text() == "keep me" and len(list(theirs.iterdir())) == 1
+    assert main(["validate-data", str(log), "--offers", str(offers), "--out", str(log)]) == 2
+    assert "is a file" in capsys.readouterr().err and log.read_text().startswith(HEADER)
+    ours = tmp_path / "ours"
+    assert main(["validate-data", str(log), "--offers", str(offers), "--out", str(ours)]) == 0
+    assert main(["validate-data", str(log), "--offers", str(offers), "--out", str(ours)]) == 0, "ours: replaced"

@@ -21,7 +21,7 @@ import pandas as pd
 
 from slm4offer import provenance
 from slm4offer.cache import CARD_FILE, CATALOG_FILE, PROVENANCE_FILE
-from slm4offer.config import Config, domain_name
+from slm4offer.config import Config, result_name
 from slm4offer.data.world import Offer, World, build_world, persona_features
 from slm4offer.domains import Domain, load_domain
 from slm4offer.errors import InvalidValue
@@ -140,7 +140,7 @@ def export_data_card(cfg: Config) -> Path:
     """Copy the data card of `cfg`'s dataset to `results/` (Markdown and JSON)."""
     card = load_data_card(cfg.dataset_dir)
     rec = provenance.collect(cfg, stage="dataset")
-    stem = cfg.results_dir / f"data_card_{domain_name(cfg.domain)}"
+    stem = cfg.results_dir / result_name(cfg, "data_card", with_domain=True)
     write_json(stem.with_suffix(".json"), {**card, "provenance": rec})
     footer = (f"\n_Provenance: profile `{cfg.profile}`, seed {cfg.seed}, generator `{cfg.generator}`, "
               f"config hash `{rec['stage_hash']}`, commit `{rec['git_commit']}`. Content SHA-256 "

@@ -21,10 +21,12 @@ import math
 from collections.abc import Iterator
 from pathlib import Path
 
+from slm4offer.cache import PROVENANCE_FILE
 from slm4offer.config import Config
 from slm4offer.data import dataset as data
 from slm4offer.data.world import Offer
 from slm4offer.errors import InvalidValue
+from slm4offer.files import replaceable_folder
 
 INTERACTION_COLUMNS = ("persona_id", "persona", "offer_id", "accepted")
 OFFER_FILE_COLUMNS = ("offer_id", "offer")
@@ -225,7 +227,11 @@ def _attribute(path: Path, line: int, field: str, value):
 def build_user_dataset(interactions: str | Path, offers: str | Path, out: str | Path,
                        val_fraction: float = 0.1, test_fraction: float = 0.1,
                        seed: int = 0) -> Path:
-    """Validate, split by persona and save as a dataset folder; nothing is written on error."""
+    """Validate, split by persona and save as a dataset folder; nothing is written on error.
+
+    `out` must be a new or empty folder, or a dataset folder written here before (it is replaced);
+    anything else is refused before the files are read."""
+    out = replaceable_folder(out, ("dataset_dict.json", PROVENANCE_FILE))
     rows, catalog = load_user_data(interactions, offers)
     splits = data.split_by_persona(rows, val_fraction, test_fraction, seed)
     dd = data.to_dataset_dict(splits, domain=None)
@@ -233,8 +239,8 @@ def build_user_dataset(interactions: str | Path, offers: str | Path, out: str | 
                           synthesised=len(rows), dropped=0)
     record = {"source": {"interactions": str(interactions), "offers": str(offers)},
               "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
-    data.save_dataset(Path(out), dd, catalog, card, record)
-    return Path(out)
+    data.save_dataset(out, dd, catalog, card, record)
+    return out
 
 
 def export_campaign_log(cfg: Config, folder: str | Path, personas: int | None = None) -> tuple[Path, Path]:

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 
 from slm4offer import provenance
 from slm4offer.config import Config, load_config
-from slm4offer.files import write_json, write_text
+from slm4offer.files import locked, write_json, write_text
 
 
 def save_figure(fig: plt.Figure, name: str, cfg: Config, stage: str = "dataset", **extra) -> list[Path]:
@@ -40,9 +40,10 @@ def save_figure(fig: plt.Figure, name: str, cfg: Config, stage: str = "dataset",
 def update_manifest(cfg: Config, section: str, key: str, record: dict) -> Path:
     """Add or replace `section[key]` in `results_dir/manifest.json` (read, merge, atomic write)."""
     path = cfg.results_dir / "manifest.json"
-    manifest = json.loads(path.read_text()) if path.is_file() else {"artifacts": {}}
-    manifest.setdefault(section, {})[key] = record
-    return write_json(path, manifest)
+    with locked(path):  # read, merge, write: a second run in between would lose the first's entry
+        manifest = json.loads(path.read_text()) if path.is_file() else {"artifacts": {}}
+        manifest.setdefault(section, {})[key] = record
+        return write_json(path, manifest)
 
 
 def record_artifact(cfg: Config, key: str, record: dict) -> Path:
@@ -50,10 +51,12 @@ def record_artifact(cfg: Config, key: str, record: dict) -> Path:
 
 
 def save_results(cfg: Config, files: dict[str, str], record: dict) -> list[Path]:
-    """Write each `name: text` (a path inside `results_dir`) there and record it, with `record`, in the manifest."""
-    paths = [write_text(cfg.results_dir / name, text) for name, text in files.items()]
-    for path in paths:
-        record_artifact(cfg, f"results/{path.relative_to(cfg.results_dir).as_posix()}", record)
+    """Write each `name: text` (a path inside `results_dir`) there and record it, with `record`, in the
+    manifest. Two runs saving into one results folder take turns, so a table set is never mixed."""
+    with locked(cfg.results_dir / "manifest.json"):
+        paths = [write_text(cfg.results_dir / name, text) for name, text in files.items()]
+        for path in paths:
+            record_artifact(cfg, f"results/{path.relative_to(cfg.results_dir).as_posix()}", record)
     return paths
 
 

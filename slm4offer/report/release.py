@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from slm4offer.config import Config, domain_name, repo_root
+from slm4offer.config import Config, domain_name, repo_root, result_name
 from slm4offer.experiments import metrics
 from slm4offer.files import atomic_dir, write_text
 from slm4offer.model.training import INFO_FILE, train
@@ -57,7 +57,7 @@ def model_card(cfg: Config, info: dict, results: Path) -> str:
     prov = info["provenance"]
     rates = seed_rates(results, cfg.train_seed)
     table = pd.read_csv(results / "acceptance.csv")
-    card = json.loads((results / f"data_card_{domain_name(cfg.domain)}.json").read_text())
+    card = json.loads((results / f"{result_name(cfg, 'data_card', with_domain=True)}.json").read_text())
     lines = []
     by = rates.set_index(["system", "judge"])
     for judge in sorted(set(rates["judge"])):

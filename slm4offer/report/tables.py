@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from slm4offer import paper, provenance
-from slm4offer.config import Config, dataset_label
+from slm4offer.config import Config, dataset_label, result_name
 from slm4offer.experiments import metrics
 from slm4offer.experiments.ablations import BASE
 from slm4offer.experiments.acceptance import AcceptanceResults, AcceptanceRun
@@ -72,10 +72,13 @@ def offer_facts(table: pd.DataFrame) -> pd.DataFrame:
     return first.set_index("system")[["parsed", "in_catalogue", "distinct_offers"]]
 
 
-def save_acceptance(cfg: Config, res: AcceptanceResults, name: str = "acceptance") -> list[plt.Figure]:
+def save_acceptance(cfg: Config, res: AcceptanceResults, name: str | None = None) -> list[plt.Figure]:
     """Write `results/<name>.{csv,md,tex}`, `<name>_gain.csv`, `<name>_paired.csv`,
     `<name>_threshold_sweep.csv`, `decisions/<name>.csv` and `figures/<name>{,_threshold_sweep}.{png,pdf}`
-    (all recorded in the manifest). Both figures stay open, so a notebook shows them."""
+    (all recorded in the manifest). Both figures stay open, so a notebook shows them. `name` defaults
+    to `config.result_name` ('acceptance' for the paper's domain, 'acceptance_<domain>' otherwise), so
+    that one world's table never replaces another's."""
+    name = name or result_name(cfg, "acceptance")
     extra = {"model_source": res.run.model_source, "training_seeds": res.run.seeds,
              "judges": sorted(set(res.run.decisions["judge"]))}
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
