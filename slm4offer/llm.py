@@ -13,8 +13,12 @@ value or one recorded error, never both and never neither:
 Only what no retry can fix stops a run (`EndpointError`): a connection refused before the
 endpoint ever replied, 401/403 (key) and 404 (path or unknown model). A transient failure is
 never mistaken for one, however early it comes. A run also stops (`TooManyErrors`) once the
-share of items ending in an error passes `max_error_share`: a broken endpoint should not burn
-through thousands of requests.
+share of items ending in an error passes `max_error_share`, counted over every item this client
+has finished (a judge asked system by system is judged as one run): a broken endpoint should not
+burn through thousands of requests. The stop message counts the errors of every attempt by kind
+(an HTTP status, a timeout, a reply that is not JSON, one that does not fit the schema), with an
+example of each, since an item's last error may hide what went wrong before it. `probe` asks the
+endpoint once, so that a dead or misconfigured one fails in seconds, before any other work.
 
 Successful replies are written to `cache_dir` (one file per request, keyed by the hash of model,
 temperature and messages; the API key is never part of it) by an atomic rename, so a rerun costs
@@ -31,6 +35,7 @@ import re
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -57,6 +62,37 @@ class EndpointError(CannotRun):
 
 class TooManyErrors(CannotRun):
     """More items ended in an error than `max_error_share` allows: the run stops, answers stay cached."""
+
+
+def error_kind(error: str) -> str:
+    """What kind of failure an attempt's error is, for counting: 'HTTP 429', 'APITimeoutError',
+    'not JSON', 'schema mismatch' (a JSON reply the validator refused), 'empty content', ..."""
+    if error.startswith("malformed reply: "):
+        problem = error.removeprefix("malformed reply: ")
+        if problem in ("no choices in the reply", "empty content", "cut off at max_tokens"):
+            return problem
+        return "not JSON" if problem.startswith(("not JSON", "expected a JSON object")) else "schema mismatch"
+    return error.split(":", 1)[0]
+
+
+class AttemptErrors:
+    """Every failed attempt of a client's lifetime by kind, with the first example of each (threads add)."""
+
+    def __init__(self):
+        self.counts: Counter[str] = Counter()
+        self.examples: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def add(self, error: str) -> None:
+        kind = error_kind(error)
+        with self.lock:
+            self.counts[kind] += 1
+            self.examples.setdefault(kind, error)
+
+    def summary(self) -> str:
+        with self.lock:
+            return "; ".join(f"{kind} x{n} (e.g. {self.examples[kind][:160]})"
+                             for kind, n in self.counts.most_common())
 
 
 @dataclass(frozen=True)
@@ -91,6 +127,9 @@ class JSONChat:
                                               max_retries=0, timeout=timeout_s)
         self.replied = False  # has the endpoint ever answered (any HTTP status)? Set by any thread.
         self.last_run: RunStats | None = None
+        # over every run of this client: items finished and how many ended in an error, failed attempts
+        self.finished, self.failed = 0, 0
+        self.attempt_errors = AttemptErrors()
 
     def cache_path(self, messages: Messages) -> Path:
         blob = json.dumps({"model": self.model, "temperature": self.temperature,
@@ -125,14 +164,14 @@ class JSONChat:
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         try:
             futures = {pool.submit(task, i): i for i in range(len(requests))}
-            errors = 0
             done = tqdm(as_completed(futures), total=len(futures), desc=desc, disable=not progress, mininterval=2)
             for finished, future in enumerate(done, start=1):
                 result = results[futures[future]] = future.result()
                 if result is None:  # skipped after an EndpointError, which another future raises
                     continue
-                errors += result.error is not None
-                self._check_error_share(desc, errors, finished, len(requests), results)
+                self.finished += 1
+                self.failed += result.error is not None
+                self._check_error_share(desc, left=len(requests) - finished)
         except BaseException:
             stop.set()
             raise
@@ -146,16 +185,38 @@ class JSONChat:
             print(self.last_run.summary(), file=sys.stderr)
         return answered
 
-    def _check_error_share(self, desc: str, errors: int, finished: int, total: int,
-                           results: list[LLMResult | None]) -> None:
-        """Stop once errors exceed the allowed share of the items finished (of at least 20)."""
-        if errors > self.max_error_share * max(finished, min(total, MIN_ITEMS_FOR_ERROR_SHARE)):
-            first = [r.error for r in results if r is not None and r.error][:3]
+    def _check_error_share(self, desc: str, left: int) -> None:
+        """Stop once the items ending in an error, over every run of this client, exceed the allowed
+        share of those finished (of at least 20, or of all there are when fewer)."""
+        errors, finished = self.failed, self.finished
+        if errors > self.max_error_share * max(finished, min(finished + left, MIN_ITEMS_FOR_ERROR_SHARE)):
             raise TooManyErrors(
-                f"{desc}: {errors} of the first {finished} items ended in an error ({errors / finished:.0%}), "
+                f"{desc}: {errors} of the {finished} items finished so far ended in an error "
+                f"({errors / finished:.0%}), "
                 f"more than the {self.max_error_share:.0%} allowed (llm_max_error_share); stopped. The "
-                f"{finished - errors} answers received are cached and a rerun resumes from them. "
-                f"First errors: {'; '.join(first)}")
+                f"{finished - errors} answers received are cached and a rerun resumes from them. Failed attempts "
+                f"by kind: {self.attempt_errors.summary()}")
+
+    def probe(self) -> None:
+        """One small request, outside the cache: raises `EndpointError` at once for an endpoint that no
+        retry can fix (nothing listening, a refused key, an unknown path or model). Any other outcome,
+        a reply or a transient failure, lets the work start; its own retries deal with the rest."""
+        try:
+            self.client.chat.completions.create(
+                model=self.model, temperature=self.temperature, max_tokens=8,
+                messages=[{"role": "system", "content": "Reply with one JSON object and nothing else."},
+                          {"role": "user", "content": 'Reply with {"ok": true}.'}])
+            self.replied = True
+        except openai.APIStatusError as exc:
+            self.replied = True
+            if exc.status_code in PERMANENT_STATUS:
+                raise EndpointError(f"{self.client.base_url} answered HTTP {exc.status_code}: {_short(exc)}: "
+                                    f"{PERMANENT_STATUS[exc.status_code]} (model {self.model!r}; key from "
+                                    "OPENAI_API_KEY)") from exc
+        except openai.APIConnectionError as exc:
+            if _refused(exc):
+                raise EndpointError(f"cannot connect to {self.client.base_url} ({type(exc).__name__}: "
+                                    f"{_short(exc)}); is the server running and the base URL right?") from exc
 
     def one(self, messages: Messages, validate: Validator) -> LLMResult:
         path = self.cache_path(messages)
@@ -173,6 +234,7 @@ class JSONChat:
             except openai.APIStatusError as exc:  # the endpoint answered with an HTTP error
                 self.replied = True
                 code, error = exc.status_code, f"HTTP {exc.status_code}: {_short(exc)}"
+                self.attempt_errors.add(error)
                 if code in PERMANENT_STATUS:
                     raise EndpointError(f"{self.client.base_url} answered {error}: {PERMANENT_STATUS[code]} "
                                         f"(model {self.model!r}; key from OPENAI_API_KEY)") from exc
@@ -182,6 +244,7 @@ class JSONChat:
                 return LLMResult(None, error, attempt, False)
             except openai.APIConnectionError as exc:  # timeouts too (APITimeoutError is a subclass)
                 error = f"{type(exc).__name__}: {_short(exc)}"
+                self.attempt_errors.add(error)
                 if not self.replied and _refused(exc):
                     raise EndpointError(f"cannot connect to {self.client.base_url} ({error}); is the server "
                                         "running and the base URL right?") from exc
@@ -197,6 +260,7 @@ class JSONChat:
                 except ValueError as exc:
                     problem = str(exc)
             error = f"malformed reply: {problem}"
+            self.attempt_errors.add(error)
             conversation = [*messages, {"role": "assistant", "content": content or ""},
                             {"role": "user", "content": f"That reply was not usable ({problem}). "
                              "Answer again with only the JSON object asked for."}]

@@ -182,3 +182,42 @@ def test_two_processes_share_one_cache(tmp_path):
         assert all(d["accept"] == expected(i) for i, d in enumerate(decisions) if d["error"] is None)
     assert cached_keys(cache) >= {i for i, d in enumerate(results[1]) if d["error"] is None}
     assert not list(cache.rglob("*.tmp")), "no temp file left behind"
+
+
+def test_the_stop_message_counts_every_failed_attempt_by_kind(tmp_path):
+    """Items that failed the schema three times and then got a 429 were once reported as '429' only."""
+    bad = "content:" + json.dumps({"verdict": "yes"})  # valid JSON, no 'decision': a schema mismatch
+    faults = {i: [bad, bad, bad, "429"] for i in range(0, 100, 2)}
+    with serving(judge_answer, faults) as server:
+        with pytest.raises(TooManyErrors) as info:
+            judge(server.base_url, tmp_path, concurrency=2, max_attempts=4)(*items(100))
+    message = str(info.value)
+    kinds = {k.strip(): int(n) for k, n in re.findall(r"([\w ]+?) x(\d+) \(e\.g\.", message.split("by kind: ")[1])}
+    assert set(kinds) == {"schema mismatch", "HTTP 429"}, message
+    assert kinds["schema mismatch"] >= 3 * kinds["HTTP 429"] > 0, "three schema failures before each 429"
+    assert "'decision' must be" in message, "the schema example names the missing field"
+
+
+def test_the_error_share_is_judged_over_the_whole_run_not_each_batch(tmp_path):
+    """A judge asked system by system: a burst of errors in one batch is 9 of 90 over the run."""
+    faults = {i: ["500"] * 9 for i in range(60, 69)}  # 9 of the third batch of 30 never succeed
+    personas, offers = items(90)
+    with serving(judge_answer, faults) as server:
+        chat_judge = judge(server.base_url, tmp_path)
+        decisions = [d for start in range(0, 90, 30)
+                     for d in chat_judge(personas[start:start + 30], offers[start:start + 30])]
+    assert sum(d.error is not None for d in decisions) == 9, "30% of one batch, 10% of the run: no stop"
+    assert (chat_judge.chat.finished, chat_judge.chat.failed) == (90, 9)
+
+
+def test_a_dead_judge_endpoint_stops_evaluate_before_any_training(project_root, capsys):
+    from slm4offer.cli import main
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    start = time.monotonic()
+    assert main(["evaluate", "--profile", "smoke", "--judge", "llm", "--judge-base-url",
+                 f"http://127.0.0.1:{port}/v1"]) == 2
+    assert "cannot connect to http://127.0.0.1" in capsys.readouterr().err
+    assert time.monotonic() - start < 10 and not (project_root / "artifacts").exists(), "nothing built or trained"

@@ -89,6 +89,7 @@ def build_world_llm(cfg: Config, domain: Domain, progress: bool = True) -> World
                     concurrency=cfg.llm_concurrency, max_attempts=cfg.llm_max_attempts,
                     timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s,
                     max_error_share=cfg.llm_max_error_share)
+    chat.probe()  # a dead or misconfigured endpoint fails here, in seconds
     results = chat.run([persona_request(domain, i, cfg.seed) for i in range(cfg.n_personas)],
                        validate_persona(domain), desc="personas", progress=progress)
     personas, texts, errors = [], set(), []

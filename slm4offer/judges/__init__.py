@@ -26,7 +26,8 @@ __all__ = ["JUDGES", "Decision", "Judge", "check_judge", "make_judge"]
 
 @dataclass(frozen=True)
 class JudgeEntry:
-    """Where a judge is made (a module with `make(cfg, progress) -> Judge`, imported only when asked:
+    """Where a judge is made (a module with `make(cfg, progress) -> Judge`, and optionally
+    `check(cfg)` that fails fast on what would fail late; imported only when asked:
     sentence-transformers and the openai client are slow to load) and whether it needs the
     synthetic world's customer."""
 
@@ -48,6 +49,9 @@ def check_judge(cfg: Config, name: str) -> None:
     if JUDGES[name].world_only and cfg.data:
         raise InvalidValue(f"judge {name!r} is the synthetic world's customer and does not exist for your own "
                          f"data (data={cfg.data!r}): use the learned judge (--judge learned) or an LLM (--judge llm)")
+    check = getattr(importlib.import_module(JUDGES[name].module), "check", None)
+    if check is not None:
+        check(cfg)
 
 
 def make_judge(cfg: Config, name: str, progress: bool = True) -> Judge:

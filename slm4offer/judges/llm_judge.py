@@ -82,14 +82,25 @@ def judge_prompt(cfg: Config) -> str:
     return path.read_text()
 
 
-def make(cfg: Config, progress: bool = True) -> LLMJudge:
-    """The LLM judge of `cfg`'s endpoint; fails at once when none is configured."""
+def _chat(cfg: Config) -> JSONChat:
     if not llm_endpoint_configured(cfg.judge_base_url):
         raise InvalidValue("the llm judge needs an endpoint: set judge_base_url (or OPENAI_BASE_URL) to an "
-                         "OpenAI-compatible API, and OPENAI_API_KEY where it needs a key")
-    build_dataset(cfg, progress=progress)
-    chat = JSONChat(cfg.judge_model, cfg.llm_cache_dir, base_url=cfg.judge_base_url, api_key=llm_api_key(),
+                           "OpenAI-compatible API, and OPENAI_API_KEY where it needs a key")
+    return JSONChat(cfg.judge_model, cfg.llm_cache_dir, base_url=cfg.judge_base_url, api_key=llm_api_key(),
                     temperature=0.0, concurrency=cfg.llm_concurrency, max_attempts=cfg.llm_max_attempts,
                     timeout_s=cfg.llm_timeout_s, backoff_s=cfg.llm_backoff_s, max_error_share=cfg.llm_max_error_share)
+
+
+def check(cfg: Config) -> None:
+    """Before any offer is generated: an endpoint is set, the prompt file reads, and the endpoint
+    answers (one small request), so a dead or misconfigured one fails in seconds."""
+    judge_prompt(cfg)
+    _chat(cfg).probe()
+
+
+def make(cfg: Config, progress: bool = True) -> LLMJudge:
+    """The LLM judge of `cfg`'s endpoint; fails at once when none is configured."""
+    chat = _chat(cfg)
+    build_dataset(cfg, progress=progress)
     description = "a company selling to individual customers." if cfg.data else load_domain(cfg.domain).description
     return LLMJudge(chat, judge_prompt(cfg), description, progress=progress)
