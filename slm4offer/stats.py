@@ -15,7 +15,7 @@ from slm4offer.errors import InvalidValue
 # Resamples held in memory at once: a batch of BATCH resamples of the seed-by-persona grid, and
 # about BATCH_CELLS resampled labels for kappa. Results do not depend on either (the draws are
 # the same), only memory does.
-BATCH, BATCH_CELLS = 256, 2_000_000
+BATCH, BATCH_CELLS = 256, 500_000
 
 
 @dataclass(frozen=True)
@@ -98,6 +98,20 @@ def contingency(reference, judged) -> np.ndarray:
     return np.array([[np.sum(r & j), np.sum(r & ~j)], [np.sum(~r & j), np.sum(~r & ~j)]])
 
 
+def kappa_of(reference: np.ndarray, judged: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Cohen's kappa of 0/1 labels along `axis`, for many resamples at once: the arithmetic of
+    `sklearn.metrics.cohen_kappa_score` for two labels, term for term (so the same value to the
+    last bit), NaN where only one label occurs."""
+    r, j = np.moveaxis(np.asarray(reference), axis, -1), np.moveaxis(np.asarray(judged), axis, -1)
+    n = r.shape[-1]
+    only_r, only_j = (r & (1 - j)).sum(-1), ((1 - r) & j).sum(-1)  # the off-diagonal cells
+    col0, col1 = n - j.sum(-1), j.sum(-1)  # judged 0 / 1: the confusion matrix's column sums
+    row0, row1 = n - r.sum(-1), r.sum(-1)  # reference 0 / 1: its row sums
+    with np.errstate(invalid="ignore", divide="ignore"):
+        expected = col0 * row1 / n + col1 * row0 / n
+        return 1 - (only_r + only_j).astype(float) / expected
+
+
 def agreement(reference, judged, confidence_level: float = 0.95, n_resamples: int = 2000,
               seed: int = 0) -> Agreement:
     """Chi-square test of association (scipy, Yates-corrected as is usual for 2x2), raw
@@ -116,16 +130,13 @@ def agreement(reference, judged, confidence_level: float = 0.95, n_resamples: in
         test = chi2_contingency(table, correction=True)
         chi2, p = float(test.statistic), float(test.pvalue)
 
-    def kappa(x, y):
-        return cohen_kappa_score(x, y)
-
     with warnings.catch_warnings():  # a resample with a single label has no kappa (nan), and says so
         warnings.simplefilter("ignore")
-        boot = bootstrap((r.astype(int), j.astype(int)), kappa, paired=True, vectorized=False,
+        boot = bootstrap((r.astype(int), j.astype(int)), kappa_of, paired=True, vectorized=True,
                          n_resamples=n_resamples, batch=max(1, BATCH_CELLS // len(r)),  # memory: O(batch x n)
                          confidence_level=confidence_level, method="percentile", rng=np.random.default_rng(seed))
     return Agreement(n=len(r), table=table, raw_agreement=float((r == j).mean()), chi2=chi2,
-                     chi2_pvalue=p, kappa=float(kappa(r, j)), kappa_low=float(boot.confidence_interval.low),
+                     chi2_pvalue=p, kappa=float(cohen_kappa_score(r, j)), kappa_low=float(boot.confidence_interval.low),
                      kappa_high=float(boot.confidence_interval.high), confidence_level=confidence_level)
 
 

@@ -10,6 +10,7 @@ which knows the truth of the synthetic world. The report gives the 2x2 table, ch
 from __future__ import annotations
 
 import dataclasses
+from array import array
 from collections.abc import Set
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,11 +22,12 @@ from slm4offer import paper
 from slm4offer.config import Config
 from slm4offer.data.dataset import build_dataset
 from slm4offer.data.userdata import VOCABULARY, DataValidationError, outcome, read_records
-from slm4offer.judges import make_judge
+from slm4offer.judges import Judge, make_judge
 from slm4offer.model.generation import generate
 from slm4offer.stats import Agreement, agreement
 
 LABEL_COLUMNS = ("persona_id", "offer", "label")
+JUDGE_CHUNK = 20_000  # pairs judged at a time: a label file of any size is judged in bounded memory
 
 
 @dataclass
@@ -60,8 +62,16 @@ def load_labels(path: str | Path, personas: dict[str, dict], training_ids: Set[s
     from, which cannot validate it.
     """
     path = Path(path)
-    rows: list[dict] = []
-    seen: dict[tuple, int] = {}
+    # Column lists with one string object per distinct id and offer, and each pair as one integer in an
+    # array: memory stays a fraction of the file's size however many rows it has.
+    names = list(personas)
+    index = {pid: k for k, pid in enumerate(names)}
+    texts: dict[str, str] = {}  # each distinct offer text, kept once
+    numbers: dict[str, int] = {}
+    ids: list[str] = []
+    offers: list[str] = []
+    labels: list[bool] = []
+    pairs, lines = array("q"), array("q")
     for line, raw in read_records(path, LABEL_COLUMNS):
         pid, offer = (str(raw.get(c) if raw.get(c) is not None else "").strip() for c in LABEL_COLUMNS[:2])
         if pid not in personas:
@@ -74,15 +84,28 @@ def load_labels(path: str | Path, personas: dict[str, dict], training_ids: Set[s
         label = outcome(raw["label"])
         if label is None:
             raise DataValidationError(path, line, "label", f"{raw['label']!r} is not an outcome: use {VOCABULARY}")
-        if (pid, offer) in seen:
-            raise DataValidationError(path, line, None, f"duplicate of line {seen[pid, offer]} (same persona_id "
-                                      "and offer)")
-        seen[pid, offer] = line
-        rows.append({"persona_id": pid, "persona": personas[pid]["persona"], "offer": offer,
-                     "source": path.name, "reference": label})
-    if len(rows) < 2:
-        raise DataValidationError(path, None, None, f"{len(rows)} labelled row(s): agreement needs at least 2")
-    return pd.DataFrame(rows)
+        offer = texts.setdefault(offer, offer)
+        pairs.append(index[pid] * (1 << 32) + numbers.setdefault(offer, len(numbers)))
+        lines.append(line)
+        ids.append(names[index[pid]])  # the dataset's own string, not one per row
+        offers.append(offer)
+        labels.append(label)
+    if len(ids) < 2:
+        raise DataValidationError(path, None, None, f"{len(ids)} labelled row(s): agreement needs at least 2")
+    _refuse_duplicates(path, np.frombuffer(pairs, dtype=np.int64), np.frombuffer(lines, dtype=np.int64))
+    return pd.DataFrame({"persona_id": ids, "persona": [personas[p]["persona"] for p in ids], "offer": offers,
+                         "source": path.name, "reference": labels})
+
+
+def _refuse_duplicates(path: Path, pairs: np.ndarray, lines: np.ndarray) -> None:
+    """The first row that repeats an earlier (persona_id, offer) pair is an error naming both lines."""
+    order = np.argsort(pairs, kind="stable")
+    repeats = np.flatnonzero(pairs[order][1:] == pairs[order][:-1]) + 1
+    if len(repeats):
+        second = min(repeats, key=lambda k: lines[order[k]])  # the earliest repeat in the file
+        first = lines[order[np.searchsorted(pairs[order], pairs[order][second])]]
+        raise DataValidationError(path, int(lines[order[second]]), None,
+                                  f"duplicate of line {int(first)} (same persona_id and offer)")
 
 
 def validate_judge(cfg: Config, judge: str = "learned", labels: str | Path | None = None,
@@ -98,13 +121,28 @@ def validate_judge(cfg: Config, judge: str = "learned", labels: str | Path | Non
         truth = make_judge(cfg, "simulated", progress=progress)
         sample["reference"] = [d.accept for d in truth([personas[p] for p in sample["persona_id"]],
                                                        list(sample["offer"]))]
-    verdicts = make_judge(cfg, judge, progress=progress)([personas[p] for p in sample["persona_id"]],
-                                                          list(sample["offer"]))
-    sample["judge"] = [d.accept for d in verdicts]
-    sample["judge_reason"] = [d.reason or d.error for d in verdicts]
-    judged = sample[sample["judge"].notna()]
-    result = agreement(judged["reference"].astype(bool), judged["judge"].astype(bool), seed=cfg.seed)
-    return JudgeValidation(sample, reference, judge, int(sample["judge"].isna().sum()), result)
+    verdicts, reasons = judge_in_chunks(make_judge(cfg, judge, progress=progress), personas, sample)
+    sample["judge"], sample["judge_reason"] = verdicts, reasons
+    judged = np.array([v is not None for v in verdicts], dtype=bool)
+    result = agreement(sample["reference"].to_numpy(dtype=bool)[judged],
+                       np.array([bool(v) for v in verdicts if v is not None], dtype=bool), seed=cfg.seed)
+    return JudgeValidation(sample, reference, judge, int((~judged).sum()), result)
+
+
+def judge_in_chunks(judge: Judge, personas: dict[str, dict], sample: pd.DataFrame,
+                    chunk: int = JUDGE_CHUNK) -> tuple[list[bool | None], list[str | None]]:
+    """Each pair's verdict (None: an error) and reason (or error), judged `chunk` pairs at a time, so
+    that only one chunk's decisions are held at once."""
+    verdicts: list[bool | None] = []
+    reasons: list[str | None] = []
+    seen: dict[str | None, str | None] = {}  # a reason repeated over many pairs is kept once
+    for start in range(0, len(sample), chunk):  # one chunk's strings at a time (pandas may hold them in Arrow)
+        ids, offers = (sample[c].iloc[start:start + chunk].tolist() for c in ("persona_id", "offer"))
+        for d in judge([personas[p] for p in ids], offers):
+            reason = d.reason or d.error
+            verdicts.append(d.accept)
+            reasons.append(seen.setdefault(reason, reason))
+    return verdicts, reasons
 
 
 def summary(v: JudgeValidation) -> pd.DataFrame:

@@ -27,7 +27,8 @@ class SimulatedJudge:
 
     def __call__(self, personas: Sequence[dict], offers: Sequence[str]) -> list[Decision]:
         check_pairs(personas, offers)
-        parsed = [parse_offer(self.domain, text) for text in offers]
+        readings = {text: parse_offer(self.domain, text) for text in dict.fromkeys(offers)}  # each text once
+        parsed = [readings[text] for text in offers]
         p = self.probabilities(personas, [x.slots if x.offer_id in self.catalog_ids else None for x in parsed])
         decisions = []
         for x, prob in zip(parsed, p, strict=True):
