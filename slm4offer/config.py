@@ -134,7 +134,7 @@ class Config:
             path = (repo_root() / Path(self.data).expanduser()).resolve()  # relative: to the project folder
             if not (path / "dataset_dict.json").is_file():
                 raise InvalidValue(f"data={self.data!r}: not a dataset folder (write one with `slm4offer "
-                                 "validate-data INTERACTIONS --offers OFFERS --out DIR`)")
+                                   "validate-data INTERACTIONS --offers OFFERS --out DIR`)")
             # kept relative to the project when inside it, so no machine's path reaches results/
             inside = path.is_relative_to(repo_root())
             object.__setattr__(self, "data", path.relative_to(repo_root()).as_posix() if inside else str(path))
@@ -178,7 +178,7 @@ class Config:
                 raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 0")
         if self.negatives != "in_batch" and self.hard_negatives == 0 and self.lam > 0:
             raise InvalidValue(f"negatives={self.negatives!r} needs hard_negatives >= 1 "
-                             "(or use negatives='in_batch')")
+                               "(or use negatives='in_batch')")
         if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
             raise InvalidValue("dropout and warmup_ratio must be in [0, 1)")
         if self.learning_rate <= 0 or self.weight_decay < 0:
@@ -198,7 +198,7 @@ class Config:
                 raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 1")
         if self.baseline_candidates < 2:
             raise InvalidValue(f"baseline_candidates={self.baseline_candidates}: must be >= 2 (one candidate "
-                             "leaves nothing to rerank)")
+                               "leaves nothing to rerank)")
 
     @property
     def judge_names(self) -> list[str]:

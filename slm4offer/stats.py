@@ -199,7 +199,7 @@ class SeedPersonaBootstrap:
         x = np.asarray(values, dtype=float)
         if x.ndim != 2 or x.shape[1] != self.n_personas or x.shape[0] not in (1, self.n_seeds):
             raise InvalidValue(f"values must be (1 or {self.n_seeds} seeds) x {self.n_personas} personas, "
-                             f"got {x.shape}")
+                               f"got {x.shape}")
         return x
 
     def resampled_means(self, values) -> np.ndarray:

@@ -77,7 +77,7 @@ def split_by_persona(rows: list[dict], val_fraction: float, test_fraction: float
     n_val, n_test = round(n * val_fraction), round(n * test_fraction)
     if min(n_val, n_test, n - n_val - n_test) < 1:
         raise InvalidValue(f"{n} personas are too few for val_fraction={val_fraction}, "
-                         f"test_fraction={test_fraction}: every split needs at least one")
+                           f"test_fraction={test_fraction}: every split needs at least one")
     rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(99,)))
     order = rng.permutation(n)
     cut = {"test": order[:n_test], "validation": order[n_test:n_test + n_val],

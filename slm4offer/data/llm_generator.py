@@ -78,7 +78,7 @@ def validate_offer(domain: Domain, offer: Offer):
         parsed = parse_offer(domain, text if isinstance(text, str) else "")
         if parsed.offer_id != offer.offer_id:
             raise InvalidValue(f"the text must name exactly {offer.offer_id}, it reads as "
-                             f"{parsed.offer_id or parsed.reason}")
+                               f"{parsed.offer_id or parsed.reason}")
         return {"offer": " ".join(str(text).split())}
     return check
 
@@ -113,7 +113,7 @@ def build_world_llm(cfg: Config, domain: Domain, progress: bool = True) -> World
             catalog.append(Offer(offer.offer_id, offer.slots, r.answer["offer"]))
     if not personas or not catalog:
         raise CannotRun(f"the LLM generator produced {len(personas)} personas and {len(catalog)} "
-                           f"offers; first errors: {errors[:3]}")
+                        f"offers; first errors: {errors[:3]}")
     return campaign_world(domain, cfg.seed, personas, catalog, cfg.offers_per_round, cfg.max_rounds,
                           rngs["campaign"], progress,
                           errors={"personas_failed": sum(e.startswith("persona") for e in errors),

@@ -82,7 +82,7 @@ def sample_personas(domain: Domain, n: int, rng: np.random.Generator) -> list[di
         if len(personas) == n:
             return personas
     raise CannotRun(f"{domain.name}: could not draw {n} distinct personas; the domain's "
-                       "attributes are too coarse for that many")
+                    "attributes are too coarse for that many")
 
 
 def _sample_attributes(domain: Domain, rng: np.random.Generator) -> dict:
@@ -176,7 +176,7 @@ def sample_catalog(domain: Domain, size: int, rng: np.random.Generator) -> list[
     combos = all_offer_slots(domain)
     if size > len(combos):
         raise InvalidValue(f"catalog_size={size}, but domain {domain.name!r} allows only "
-                         f"{len(combos)} distinct offers (use catalog_size=0 for all of them)")
+                           f"{len(combos)} distinct offers (use catalog_size=0 for all of them)")
     picked = sorted(rng.choice(len(combos), size=size or len(combos), replace=False).tolist())
     templates = rng.integers(len(domain.offer_templates), size=len(picked))
     return [Offer(offer_id(combos[i]), combos[i], render_offer(domain, combos[i], int(t)))
@@ -292,7 +292,7 @@ def run_campaign(domain: Domain, personas: list[dict], catalog: list[Offer],
     """Show offers round by round until each persona accepts one; log (offer_id, accepted)."""
     if offers_per_round * max_rounds > len(catalog):
         raise InvalidValue(f"offers_per_round*max_rounds={offers_per_round * max_rounds} exceeds "
-                         f"the catalog's {len(catalog)} offers")
+                           f"the catalog's {len(catalog)} offers")
     c = domain.campaign
     slots = [o.slots for o in catalog]
     onehot = customer.offer_matrix(slots)  # (V, N)

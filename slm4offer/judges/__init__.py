@@ -48,7 +48,7 @@ def check_judge(cfg: Config, name: str) -> None:
         raise InvalidValue(f"judge={name!r}: must be one of {', '.join(JUDGES)}")
     if JUDGES[name].world_only and cfg.data:
         raise InvalidValue(f"judge {name!r} is the synthetic world's customer and does not exist for your own "
-                         f"data (data={cfg.data!r}): use the learned judge (--judge learned) or an LLM (--judge llm)")
+                           f"data (data={cfg.data!r}): use the learned judge (--judge learned) or an LLM (--judge llm)")
     check = getattr(importlib.import_module(JUDGES[name].module), "check", None)
     if check is not None:
         check(cfg)

@@ -63,7 +63,7 @@ def resolve_source(cfg: Config) -> ModelSource:
             raise MissingFile(f"pretrained_model={name!r}: no such folder")
         if not (path / "config.json").is_file():
             raise MissingFile(f"pretrained_model={name!r}: folder has no config.json "
-                                    "(expected a checkpoint saved with save_pretrained)")
+                              "(expected a checkpoint saved with save_pretrained)")
         return ModelSource("pretrained", str(path.resolve()), "local folder")
     try:
         from huggingface_hub import try_to_load_from_cache

@@ -266,7 +266,7 @@ def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, prog
     """
     if cfg.batch_size % processes:
         raise InvalidValue(f"batch_size={cfg.batch_size} does not split over {processes} processes: "
-                         f"use a multiple of {processes}")
+                           f"use a multiple of {processes}")
     return TrainingArguments(
         output_dir=str(output_dir),
         num_train_epochs=cfg.epochs,
@@ -411,7 +411,7 @@ def check_negatives(cfg: Config, split: datasets.Dataset) -> None:
     available = max((len(r) for r in split["rejected_offer_ids"]), default=0)
     if cfg.hard_negatives > available:
         raise InvalidValue(f"hard_negatives={cfg.hard_negatives}: no training persona has more than "
-                         f"{available} rejected offers; use at most {available}")
+                           f"{available} rejected offers; use at most {available}")
 
 
 def load_initial(result: TrainedModel):
