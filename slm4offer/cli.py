@@ -1,7 +1,10 @@
-"""`slm4offer <stage>`: the pipeline's stages for scripts and clusters.
+"""`slm4offer <command>`: every command of the project, the pipeline's stages for scripts and
+clusters and the report's (`check`, `recompute`, `reproduce`, `release`) alike.
 
 Flags are derived from the `Config` fields (their help is the field's help), so the CLI,
-notebooks and YAML config files always offer the same settings.
+notebooks and YAML config files always offer the same settings. Only the project's own user
+errors (`errors.UserError`) are printed as one line with exit code 2; anything else is a bug and
+keeps its traceback.
 """
 
 from __future__ import annotations
@@ -172,7 +175,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     _add_config_flags(show, "config", defaults)
 
     check = sub.add_parser("check", help="compare results/ with the committed results, number by number "
-                           "(make check)", description=report_check_doc())
+                           "(make check)",
+                           description="Compare this run's results/ with the committed ones (read from git, never "
+                                       "from the working tree): every number within its stated tolerance, every "
+                                       "conclusion unchanged. Exit 1 on any failure.")
     check.add_argument("--committed", default="HEAD", help="git ref whose results/ are the reference")
     check.add_argument("--results", type=Path, default=None, help="results folder to check (default: results/)")
     check.add_argument("--partial", action="store_true", help="skip result files this run lacks")
@@ -206,11 +212,6 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     mark = sub.add_parser("mark-parameters", help="(make all) tag a notebook's injected-parameters cell nbval-skip")
     mark.add_argument("notebooks", nargs="+", type=Path)
     return parser
-
-
-def report_check_doc() -> str:
-    return "Compare this run's results/ with the committed ones (read from git, never from the working tree): " \
-           "every number within its stated tolerance, every conclusion unchanged (slm4offer.report.check)."
 
 
 def _synthesize(args: argparse.Namespace) -> int:

@@ -93,7 +93,9 @@ def load_labels(path: str | Path, personas: dict[str, dict], training_ids: Set[s
     if len(ids) < 2:
         raise DataValidationError(path, None, None, f"{len(ids)} labelled row(s): agreement needs at least 2")
     _refuse_duplicates(path, np.frombuffer(pairs, dtype=np.int64), np.frombuffer(lines, dtype=np.int64))
-    return pd.DataFrame({"persona_id": ids, "persona": [personas[p]["persona"] for p in ids], "offer": offers,
+    columns = {"persona_id": ids, "persona": [personas[p]["persona"] for p in ids], "offer": offers}
+    # object columns point at the shared strings; pandas' default string columns would copy every row's text
+    return pd.DataFrame({**{k: pd.Series(v, dtype=object) for k, v in columns.items()},
                          "source": path.name, "reference": labels})
 
 
@@ -122,7 +124,8 @@ def validate_judge(cfg: Config, judge: str = "learned", labels: str | Path | Non
         sample["reference"] = [d.accept for d in truth([personas[p] for p in sample["persona_id"]],
                                                        list(sample["offer"]))]
     verdicts, reasons = judge_in_chunks(make_judge(cfg, judge, progress=progress), personas, sample)
-    sample["judge"], sample["judge_reason"] = verdicts, reasons
+    sample["judge"] = pd.Series(verdicts, index=sample.index, dtype=object)
+    sample["judge_reason"] = pd.Series(reasons, index=sample.index, dtype=object)  # shared strings, not copies
     judged = np.array([v is not None for v in verdicts], dtype=bool)
     result = agreement(sample["reference"].to_numpy(dtype=bool)[judged],
                        np.array([bool(v) for v in verdicts if v is not None], dtype=bool), seed=cfg.seed)
