@@ -239,23 +239,30 @@ def bench_judge_labels(cfg, size_mb: float) -> dict:
 
 
 RSS_SCRIPT = """
-import json, resource, sys
+import json, sys
 from slm4offer.config import load_config
 from slm4offer.data.dataset import build_dataset
 from slm4offer.experiments.judge_validation import validate_judge
 from slm4offer.judges import make_judge
+
+def status(field):
+    with open("/proc/self/status") as fh:
+        return next(int(line.split()[1]) * 1024 for line in fh if line.startswith(field + ":"))
+
 cfg = load_config(**json.loads(sys.argv[1]))
 build_dataset(cfg, progress=False), make_judge(cfg, "simulated", progress=False)
-with open("/proc/self/statm") as fh:
-    before = int(fh.read().split()[1]) * resource.getpagesize()
+with open("/proc/self/clear_refs", "w") as fh:
+    fh.write("5")  # the peak (VmHWM) restarts from here: imports and set-up are not counted
+before = status("VmRSS")
 validate_judge(cfg, "simulated", sys.argv[2], progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)
+print(status("VmHWM") - before)
 """
 
 
 def judge_labels_rss(world, labels: Path) -> int:
     """Growth of the resident set (what the kernel sees, Arrow buffers included) of a fresh process
-    from after its imports and dataset to the peak of `validate_judge` on `labels`."""
+    from after its imports and dataset to the peak of `validate_judge` on `labels` (Linux: the peak
+    is reset through /proc/self/clear_refs before the call)."""
     changed = {"profile": world.profile, "n_personas": world.n_personas, "catalog_size": world.catalog_size}
     done = subprocess.run([sys.executable, "-c", RSS_SCRIPT, json.dumps(changed), str(labels)],
                           capture_output=True, text=True, check=True)

@@ -22,7 +22,7 @@ from slm4offer import paper
 from slm4offer.config import Config
 from slm4offer.data.dataset import build_dataset
 from slm4offer.data.userdata import VOCABULARY, DataValidationError, outcome, read_records
-from slm4offer.judges import Judge, make_judge
+from slm4offer.judges import Judge, check_judge, make_judge
 from slm4offer.model.generation import generate
 from slm4offer.stats import Agreement, agreement
 
@@ -113,6 +113,7 @@ def _refuse_duplicates(path: Path, pairs: np.ndarray, lines: np.ndarray) -> None
 def validate_judge(cfg: Config, judge: str = "learned", labels: str | Path | None = None,
                    progress: bool = True) -> JudgeValidation:
     """Judge the sample with `judge` and compare with the reference labels."""
+    check_judge(cfg, judge)  # before offers are generated (and models trained) for the sample
     dd = build_dataset(cfg, progress=progress)
     personas = {row["persona_id"]: row for split in dd.values() for row in split}
     if labels:

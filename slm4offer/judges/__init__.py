@@ -43,18 +43,24 @@ JUDGES: dict[str, JudgeEntry] = {
 
 
 def check_judge(cfg: Config, name: str) -> None:
-    """Fail before any work on a judge that cannot exist for `cfg`, saying what to use instead."""
-    if name not in JUDGES:
-        raise InvalidValue(f"judge={name!r}: must be one of {', '.join(JUDGES)}")
-    if JUDGES[name].world_only and cfg.data:
-        raise InvalidValue(f"judge {name!r} is the synthetic world's customer and does not exist for your own "
-                           f"data (data={cfg.data!r}): use the learned judge (--judge learned) or an LLM (--judge llm)")
+    """Fail before any work on a judge that cannot exist or cannot answer for `cfg`, saying what to
+    use instead (the LLM judge's endpoint gets one small request)."""
+    _exists(cfg, name)
     check = getattr(importlib.import_module(JUDGES[name].module), "check", None)
     if check is not None:
         check(cfg)
 
 
+def _exists(cfg: Config, name: str) -> None:
+    if name not in JUDGES:
+        raise InvalidValue(f"judge={name!r}: must be one of {', '.join(JUDGES)}")
+    if JUDGES[name].world_only and cfg.data:
+        raise InvalidValue(f"judge {name!r} is the synthetic world's customer and does not exist for your own "
+                           f"data (data={cfg.data!r}): use the learned judge (--judge learned) or an LLM (--judge llm)")
+
+
 def make_judge(cfg: Config, name: str, progress: bool = True) -> Judge:
-    """The judge called `name` for `cfg`'s dataset (the learned one is trained or loaded)."""
-    check_judge(cfg, name)
+    """The judge called `name` for `cfg`'s dataset (the learned one is trained or loaded). Call
+    `check_judge` first where work comes before the judge is needed."""
+    _exists(cfg, name)
     return importlib.import_module(JUDGES[name].module).make(cfg, progress)
