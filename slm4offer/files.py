@@ -47,8 +47,9 @@ _HELD: dict[str, int] = {}  # locks this process holds, by file: taking one agai
 
 @contextmanager
 def locked(path: str | Path) -> Iterator[None]:
-    """Hold the exclusive lock of `path` (a hidden `.<name>.lock` file beside it), waiting while
-    another process holds it: two runs that write the same output take turns instead of mixing."""
+    """Hold the exclusive lock of `path` (a hidden `.<name>.lock` file beside it, removed again on
+    release), waiting while another process holds it: two runs that write the same output take
+    turns instead of mixing."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     lock = path.parent / f".{path.name}.lock"
@@ -60,14 +61,23 @@ def locked(path: str | Path) -> Iterator[None]:
         finally:
             _HELD[key] -= 1
         return
-    with open(lock, "a") as fh:
+    while True:  # the lock file is removed when released: a waiter that got a removed one tries again
+        fh = open(lock, "a")  # closed below, once the lock is released
         fcntl.flock(fh, fcntl.LOCK_EX)
-        _HELD[key] = 1
         try:
-            yield
-        finally:
-            del _HELD[key]
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            if os.fstat(fh.fileno()).st_ino == os.stat(lock).st_ino:
+                break
+        except FileNotFoundError:
+            pass
+        fh.close()
+    _HELD[key] = 1
+    try:
+        yield
+    finally:
+        del _HELD[key]
+        lock.unlink(missing_ok=True)  # while still held: nothing is left beside the output
+        fcntl.flock(fh, fcntl.LOCK_UN)
+        fh.close()
 
 
 @contextmanager
