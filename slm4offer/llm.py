@@ -210,13 +210,18 @@ class JSONChat:
         except openai.APIStatusError as exc:
             self.replied = True
             if exc.status_code in PERMANENT_STATUS:
-                raise EndpointError(f"{self.client.base_url} answered HTTP {exc.status_code}: {_short(exc)}: "
-                                    f"{PERMANENT_STATUS[exc.status_code]} (model {self.model!r}; key from "
-                                    "OPENAI_API_KEY)") from exc
+                raise self._refused_status(exc) from exc
         except openai.APIConnectionError as exc:
             if _refused(exc):
-                raise EndpointError(f"cannot connect to {self.client.base_url} ({type(exc).__name__}: "
-                                    f"{_short(exc)}); is the server running and the base URL right?") from exc
+                raise self._not_there(exc) from exc
+
+    def _refused_status(self, exc: openai.APIStatusError) -> EndpointError:
+        return EndpointError(f"{self.client.base_url} answered HTTP {exc.status_code}: {_short(exc)}: "
+                             f"{PERMANENT_STATUS[exc.status_code]} (model {self.model!r}; key from OPENAI_API_KEY)")
+
+    def _not_there(self, exc: openai.APIConnectionError) -> EndpointError:
+        return EndpointError(f"cannot connect to {self.client.base_url} ({type(exc).__name__}: {_short(exc)}); "
+                             "is the server running and the base URL right?")
 
     def one(self, messages: Messages, validate: Validator) -> LLMResult:
         path = self.cache_path(messages)
@@ -236,8 +241,7 @@ class JSONChat:
                 code, error = exc.status_code, f"HTTP {exc.status_code}: {_short(exc)}"
                 self.attempt_errors.add(error)
                 if code in PERMANENT_STATUS:
-                    raise EndpointError(f"{self.client.base_url} answered {error}: {PERMANENT_STATUS[code]} "
-                                        f"(model {self.model!r}; key from OPENAI_API_KEY)") from exc
+                    raise self._refused_status(exc) from exc
                 if code in RETRIED_STATUS or code >= 500:
                     self._sleep(attempt, exc.response)
                     continue
@@ -246,8 +250,7 @@ class JSONChat:
                 error = f"{type(exc).__name__}: {_short(exc)}"
                 self.attempt_errors.add(error)
                 if not self.replied and _refused(exc):
-                    raise EndpointError(f"cannot connect to {self.client.base_url} ({error}); is the server "
-                                        "running and the base URL right?") from exc
+                    raise self._not_there(exc) from exc
                 self._sleep(attempt, None)
                 continue
             self.replied = True
