@@ -46,7 +46,8 @@ from slm4offer.experiments.judge_validation import validate_judge
 from slm4offer.files import write_json, write_text
 from slm4offer.model.generation import generate_offers
 from slm4offer.model.losses import dual_loss
-from slm4offer.model.modeling import LaneDropout, build_model, parameter_count, resolve_source
+from slm4offer.model.modeling import build_model, parameter_count, resolve_source
+from slm4offer.model.offer_t5 import LaneDropout
 from slm4offer.model.training import OfferCollator, make_examples, offer_keys, tokenizer_corpus, train
 
 
@@ -189,7 +190,8 @@ def bench_user_data(rows: int) -> dict:
         log, catalog = write_example_log(folder, rows)
         size = log.stat().st_size
         start = time.perf_counter()
-        personas, offers = load_user_data(log, catalog)
+        data = load_user_data(log, catalog)
+        personas, offers = data.rows, data.catalog
         seconds = time.perf_counter() - start
         tracemalloc.start()
         try:

@@ -49,7 +49,7 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
 }
 LLM_GENERATOR_CODE = ("llm.py", "data/llm_generator.py")
 STAGE_CODE["train"] = STAGE_CODE["dataset"] + (
-    "model/modeling.py", "model/losses.py", "model/distributed.py", "model/training.py")
+    "model/offer_t5.py", "model/modeling.py", "model/losses.py", "model/distributed.py", "model/training.py")
 STAGE_CODE["generate"] = STAGE_CODE["train"] + ("model/generation.py",)
 STAGE_CODE["judge"] = STAGE_CODE["dataset"] + ("judges/base.py", "judges/learned.py")
 

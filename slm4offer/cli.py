@@ -10,6 +10,7 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -19,9 +20,10 @@ from typing import Any
 
 from slm4offer.cache import STAGE_FIELDS
 from slm4offer.config import Config, config_fields, load_config, repo_root
-from slm4offer.errors import CannotRun, MissingFile, UserError
+from slm4offer.errors import CannotRun, InvalidValue, MissingFile, UserError
 from slm4offer.files import write_text
 from slm4offer.judges import JUDGES
+from slm4offer.runtime import set_threads
 
 EPILOG = """examples:
   slm4offer synthesize --domain finance --profile default
@@ -45,7 +47,7 @@ EPILOG = """examples:
 # the LLM generator (generator=openai), so every stage that can build it offers its settings.
 LLM_CLIENT = ("llm_concurrency", "llm_max_attempts", "llm_timeout_s", "llm_backoff_s", "llm_max_error_share")
 DATASET = ("profile",) + STAGE_FIELDS["dataset"] + ("llm_base_url", "llm_model", "llm_temperature") + LLM_CLIENT
-TRAIN = DATASET + ("data",) + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):] + ("report_to", "device")
+TRAIN = DATASET + ("data",) + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):] + ("report_to", "device", "threads")
 GENERATE = TRAIN + STAGE_FIELDS["generate"][len(STAGE_FIELDS["train"]):] + ("generation_batch_size",)
 JUDGING = ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt")
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -54,8 +56,28 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "generate": GENERATE,
     "evaluate": GENERATE + JUDGING + ("eval_seeds", "baseline_candidates"),
     "validate-judge": GENERATE + JUDGING + ("judge_samples",),
+    "release": TRAIN,
     "config": tuple(f.name for f in config_fields()),
 }
+
+
+# How `--help` groups the settings; every Config field is in one group (a test checks).
+FIELD_GROUPS: dict[str, tuple[str, ...]] = {
+    "data": ("profile", "data", "domain", "seed", "generator", "n_personas", "catalog_size", "offers_per_round",
+             "max_rounds", "val_fraction", "test_fraction"),
+    "LLM generator": ("llm_base_url", "llm_model", "llm_temperature", *LLM_CLIENT),
+    "model": ("init", "pretrained_model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
+              "dropout", "max_persona_tokens", "max_offer_tokens"),
+    "training": ("lam", "tau", "hard_negatives", "negatives", "pooling", "projection_dim", "train_seed", "epochs",
+                 "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio", "logs_per_epoch",
+                 "bf16", "report_to", "device", "threads"),
+    "generation": ("num_beams", "rerank_candidates", "generation_batch_size"),
+    "judging": ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt", "eval_seeds",
+                "judge_samples", "baseline_candidates"),
+}
+# Settings of the synthetic world: with --data (your own dataset, already split) they mean nothing.
+WORLD_ONLY = ("domain", "seed", "generator", "n_personas", "catalog_size", "offers_per_round", "max_rounds",
+              "val_fraction", "test_fraction", "llm_base_url", "llm_model", "llm_temperature")
 
 
 def _chosen_profile(argv: list[str] | None) -> Config | None:
@@ -72,14 +94,34 @@ def _chosen_profile(argv: list[str] | None) -> Config | None:
 def _add_config_flags(parser: argparse.ArgumentParser, command: str, defaults: Config | None) -> None:
     parser.add_argument("--config", dest="config_file", metavar="FILE",
                         help="YAML file of config fields (applied after the profile, before flags)")
-    for f in config_fields():
-        if f.name not in COMMAND_FIELDS[command]:
+    fields = {f.name: f for f in config_fields()}
+    for group, names in FIELD_GROUPS.items():
+        shown = [n for n in names if n in COMMAND_FIELDS[command]]
+        if not shown:
             continue
-        flag = "--" + f.name.replace("_", "-")
-        kind: Any = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": _bool}.get(f.type, str)
-        shown = f"profile {defaults.profile}: {getattr(defaults, f.name)!r}" if defaults else f"{f.default!r}"
-        parser.add_argument(flag, dest=f.name, type=kind, default=None, metavar=f.name.upper(),
-                            help=f"{f.metadata['help']} (default, {shown})")
+        section = parser.add_argument_group(f"{group} settings")
+        for name in shown:
+            f = fields[name]
+            kind: Any = f.type if isinstance(f.type, type) else {"int": int, "float": float, "bool": _bool}.get(
+                f.type, str)
+            default = f"profile {defaults.profile}: {getattr(defaults, name)!r}" if defaults else f"{f.default!r}"
+            section.add_argument("--" + name.replace("_", "-"), dest=name, type=kind, default=None,
+                                 metavar=name.upper(), help=f"{f.metadata['help']} (default, {default})")
+
+
+def _add_write_results(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--write-results", action="store_true",
+                        help="allow writing into the committed results/ and figures/ of the default profile "
+                             "(make all regenerates them; without this flag the command refuses)")
+
+
+def _guard_committed(cfg: Config, allowed: bool) -> None:
+    """Refuse to rewrite the committed results of the default profile unless asked."""
+    committed = repo_root() / "results"
+    if cfg.results_dir == committed and not allowed:
+        raise CannotRun(f"this would rewrite the committed results in {committed} and {cfg.figures_dir} (the default "
+                        "profile's reference, which `make all` regenerates); pass --write-results to do so, or "
+                        "use another profile (--profile smoke) or your own data (--data)")
 
 
 def _bool(text: str) -> bool:
@@ -90,9 +132,35 @@ def _bool(text: str) -> bool:
     return value
 
 
+LOG = {"format": "text"}  # --log-format, set by `main`
+
+
+def say(text: str, **data) -> None:
+    """A message of the command: plain text, or with --log-format json one JSON object per line
+    (`message` and any structured `data`, such as the output path and whether it was cached)."""
+    if LOG["format"] == "json":
+        print(json.dumps({"message": text, **data}, default=str), flush=True)
+    else:
+        print(text, flush=True)
+
+
+def resolve_path(path: str | Path) -> Path:
+    """The one rule for every path given on the command line: relative to the working folder."""
+    return Path(path).expanduser().resolve()
+
+
 def _config(args: argparse.Namespace) -> Config:
     fields = {f.name: getattr(args, f.name, None) for f in config_fields()}
-    return load_config(fields.pop("profile"), args.config_file, **fields)
+    if fields.get("data"):
+        fields["data"] = str(resolve_path(fields["data"]))
+        ignored = [n for n in WORLD_ONLY if fields.get(n) is not None]
+        if ignored:
+            raise InvalidValue(f"{', '.join('--' + n.replace('_', '-') for n in ignored)}: settings of the synthetic "
+                               f"world, which --data {fields['data']} replaces (its split was fixed by validate-data); "
+                               "leave them out")
+    cfg = load_config(fields.pop("profile"), args.config_file, **fields)
+    set_threads(cfg.threads)
+    return cfg
 
 
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
@@ -102,14 +170,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         prog="slm4offer",
         description="Reproduce SLM4Offer (arXiv 2508.15471): synthesise a customer/offer world, "
                     "train T5 with InfoNCE + cross-entropy, judge the offers it generates.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+    parser.add_argument("--log-format", choices=("text", "json"), default="text",
+                        help="json: the command's messages and errors as one JSON object per line, for job "
+                             "schedulers and log collectors (default: text)")
+    # no abbreviations: `--epoch 1` must not silently mean `--epochs 1`
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
 
     synth = sub.add_parser("synthesize", help="build the synthetic dataset (cached by config hash)",
                            description="Synthesise personas, an offer catalog and a historical "
                                        "campaign, split by persona, and save a Hugging Face "
                                        "DatasetDict under artifacts/<profile>/.")
     _add_config_flags(synth, "synthesize", defaults)
+    _add_write_results(synth)
 
     val = sub.add_parser("validate-data", help="check your own campaign log and catalog (CSV/JSONL)",
                          description="Validate an interactions file (persona_id, persona, offer_id, "
@@ -118,6 +192,15 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     val.add_argument("interactions", type=Path, help="CSV or JSONL, one row per offer shown")
     val.add_argument("--offers", type=Path, required=True, help="CSV or JSONL offer catalog")
     val.add_argument("--out", type=Path, help="write the split dataset here (all or nothing)")
+    val.add_argument("--persona-template", metavar="TEXT",
+                     help="build the persona text from attribute columns instead of a persona column, e.g. "
+                          "'A {age}-year-old {occupation} interested in {interests}.'")
+    val.add_argument("--require-accepted", action="store_true",
+                     help="refuse customers who accepted nothing (default: drop and count them)")
+    val.add_argument("--max-errors", type=int, default=20, metavar="N",
+                     help="report up to N row errors before stopping (default: 20)")
+    val.add_argument("--val-fraction", type=float, default=0.1, help="share of personas in validation (default: 0.1)")
+    val.add_argument("--test-fraction", type=float, default=0.1, help="share of personas in test (default: 0.1)")
     val.add_argument("--seed", type=int, default=0, help="seed of the persona split (default: 0)")
 
     for name, help_, description in (
@@ -133,6 +216,10 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
         stage.add_argument("--kind", choices=("sft", "contrastive"), required=True)
         if name == "generate":
             stage.add_argument("--split", choices=("train", "validation", "test"), default="test")
+        else:
+            stage.add_argument("--output-dir", type=Path, metavar="DIR",
+                               help="also export the trained model here, with its catalogue, model code and "
+                                    "model card (a new or empty folder, or an earlier export)")
         _add_config_flags(stage, name, defaults)
 
     evaluate = sub.add_parser("evaluate", help="judge every system's offers for the test personas "
@@ -146,6 +233,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     evaluate.add_argument("--judge", action="append", choices=JUDGES, dest="judge_list",
                           help="a judge to use; repeat for several (default: the judges field)")
     _add_config_flags(evaluate, "evaluate", defaults)
+    _add_write_results(evaluate)
 
     vj = sub.add_parser("validate-judge", help="agreement of a judge with reference labels "
                         "-> results/judge_validation.*",
@@ -156,15 +244,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     vj.add_argument("--judge", choices=JUDGES, default="learned", dest="judge_name")
     vj.add_argument("--labels", type=Path, help="human-label CSV (template: examples/judge_labels/)")
     _add_config_flags(vj, "validate-judge", defaults)
+    _add_write_results(vj)
 
     offers = sub.add_parser("offers", help="offers for a file of new personas from a trained model",
                             description="Generate one offer per persona of a CSV/JSONL file (persona_id, persona, "
-                                        "any other columns kept) with a trained model, batched, and write them "
-                                        "as CSV or JSONL (by the --out suffix).")
+                                        "any other columns kept) with a trained model, with its offer_id and "
+                                        "in_catalogue; or, with --catalog, rank a catalogue by the model's "
+                                        "learned similarity and keep the --top-k best per persona. Written as "
+                                        "CSV or JSONL (by the --out suffix).")
     offers.add_argument("--model", type=Path, required=True,
-                        help="a trained model: artifacts/<profile>/model-.../ (or its final/ folder)")
+                        help="a trained model: artifacts/<profile>/model-.../ (or its final/ folder), or an export")
     offers.add_argument("--personas", type=Path, required=True, help="CSV or JSONL with persona_id and persona")
     offers.add_argument("--out", type=Path, required=True, help="output file, .csv or .jsonl")
+    offers.add_argument("--persona-template", metavar="TEXT",
+                        help="build the persona text from attribute columns, as validate-data did for training")
+    offers.add_argument("--catalog", type=Path, metavar="FILE",
+                        help="rank this catalogue (CSV/JSONL with offer_id, offer) instead of generating")
+    offers.add_argument("--top-k", type=int, default=1, metavar="K",
+                        help="with --catalog: the K best offers per persona, one row each (default: 1)")
     offers.add_argument("--rerank", type=int, default=0, metavar="N",
                         help="beam-search N candidates and keep the one closest to the persona in the model's "
                              "embedding space (default: 0, greedy)")
@@ -200,11 +297,13 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     reproduce.add_argument("--write", action="store_true", help="rewrite the block whatever changed (new "
                            "reference results to be committed)")
 
-    release = sub.add_parser("release", help="copy the contrastive model to models/ with its model card",
-                             description="Copy the cached contrastive model of a profile (after make all) to "
-                                         "models/slm4offer-<domain>-contrastive-<profile>/ with its model card.")
-    release.add_argument("--profile", default="default", help="the profile whose model is released "
-                         "(default: default)")
+    release = sub.add_parser("release", help="export the contrastive model with its model card (models/ by default)",
+                             description="Export the trained contrastive model of a configuration (trained now if "
+                                         "it is not cached) with its catalogue, model code and a model card written "
+                                         "from its results: to models/slm4offer-<data>-contrastive-<profile>/, or "
+                                         "to --output-dir. With --data, your own data's model.")
+    release.add_argument("--output-dir", type=Path, metavar="DIR", help="where to write it (default: models/...)")
+    _add_config_flags(release, "release", defaults)
 
     stage = sub.add_parser("record-stage", help="(make all) record a notebook's wall time in the manifest")
     stage.add_argument("notebook")
@@ -218,23 +317,36 @@ def _synthesize(args: argparse.Namespace) -> int:
     from slm4offer.data.dataset import build_dataset, export_data_card
 
     cfg = _config(args)
+    _guard_committed(cfg, args.write_results)
+    cached = (cfg.dataset_dir / "dataset_dict.json").is_file()
     start = time.perf_counter()
     dd = build_dataset(cfg)
     card = export_data_card(cfg)
-    print(f"dataset: {cfg.dataset_dir}\n{dd}\ndata card: {card}\n({time.perf_counter() - start:.1f} s)")
+    say(f"dataset: {cfg.dataset_dir} ({'from the cache' if cached else 'built now'})\n{dd}\ndata card: {card}\n"
+        f"({time.perf_counter() - start:.1f} s)", output=str(cfg.dataset_dir), cached=cached)
     return 0
 
 
 def _validate_data(args: argparse.Namespace) -> int:
     from slm4offer.data.userdata import build_user_dataset, load_user_data
 
+    settings = dict(persona_template=args.persona_template, require_accepted=args.require_accepted,
+                    max_errors=args.max_errors)
     if args.out:
-        out = build_user_dataset(args.interactions, args.offers, args.out, seed=args.seed)
-        print(f"valid; dataset written to {out}")
+        for name in ("val_fraction", "test_fraction"):
+            if not 0 < getattr(args, name) < 0.5:
+                raise InvalidValue(f"--{name.replace('_', '-')} {getattr(args, name)}: must be in (0, 0.5)")
+        out, user = build_user_dataset(args.interactions, args.offers, resolve_path(args.out), args.val_fraction,
+                                       args.test_fraction, args.seed, **settings)
     else:
-        rows, catalog = load_user_data(args.interactions, args.offers)
-        print(f"valid: {len(rows)} personas, {len(catalog)} offers, "
-              f"{sum(len(r['accepted_offer_ids']) for r in rows)} accepted")
+        user = load_user_data(args.interactions, args.offers, **settings)
+    say(f"valid: {len(user.rows)} personas, {len(user.catalog)} offers, "
+          f"{sum(len(r['accepted_offer_ids']) for r in user.rows)} accepted; "
+          f"{len(user.dropped_ids)} customer(s) dropped (accepted nothing"
+          + (f": {', '.join(user.dropped_ids[:5])}{', ...' if len(user.dropped_ids) > 5 else ''})" if user.dropped_ids
+             else ")"))
+    if args.out:
+        say(f"dataset written to {out}\nnext: slm4offer train --kind contrastive --data {out}")
     return 0
 
 
@@ -243,24 +355,34 @@ def _train(args: argparse.Namespace) -> int:
     from slm4offer.model.training import train
 
     start = time.perf_counter()
-    result = train(_config(args), args.kind)
+    cfg = _config(args)
+    result = train(cfg, args.kind)
     if not distributed.is_main():  # the main process reports
         return 0
     evals = [log for log in result.log_history if "eval_loss" in log]
-    print(f"{result.label} model ({result.info['source_kind']}, {result.info['parameters']:,} "
-          f"parameters): {result.path}\nfinal validation: "
-          + ", ".join(f"{k} {evals[-1][k]:.4f}" for k in ("eval_loss", "eval_ce", "eval_infonce") if k in evals[-1])
-          + f"\n({time.perf_counter() - start:.1f} s)")
+    say(f"{result.label} model ({result.info['source_kind']}, {result.info['parameters']:,} parameters, "
+        f"{'from the cache' if result.cached else 'trained now'}): {result.path}\nfinal validation: "
+        + ", ".join(f"{k} {evals[-1][k]:.4f}" for k in ("eval_loss", "eval_ce", "eval_infonce") if k in evals[-1])
+        + f"\n({time.perf_counter() - start:.1f} s)", output=str(result.path), cached=result.cached)
+    if args.output_dir:
+        from slm4offer.report.release import export
+
+        say(f"exported with its model card to {export(cfg, resolve_path(args.output_dir), args.kind)}")
     return 0
 
 
 def _generate(args: argparse.Namespace) -> int:
-    from slm4offer.model.generation import generate
+    from slm4offer.model.generation import generate, generations_path
+    from slm4offer.model.training import kind_config, train
 
-    rows = generate(_config(args), args.kind, split=args.split)
+    cfg = _config(args)
+    path = generations_path(kind_config(cfg, args.kind), train(cfg, args.kind), args.split)
+    cached = path.is_file()
+    rows = generate(cfg, args.kind, split=args.split)
     for row in rows[:3]:
-        print(f"{row['persona']}\n  -> {row['offer']}")
-    print(f"{len(rows)} offers generated for the {args.split} split")
+        say(f"{row['persona']}\n  -> {row['offer']}")
+    say(f"{len(rows)} offers for the {args.split} split ({'from the cache' if cached else 'generated now'}): {path}",
+        output=str(path), cached=cached)
     return 0
 
 
@@ -270,15 +392,16 @@ def _evaluate(args: argparse.Namespace) -> int:
     from slm4offer.report.tables import formatted, save_acceptance
 
     cfg = _config(args)
+    _guard_committed(cfg, args.write_results)
     res = acceptance_results(cfg, judges=args.judge_list)
     save_acceptance(cfg, res)
-    print(formatted(res.table).to_string())
-    print(headline(res.table, res.gain, res.tests))
+    say(formatted(res.table, with_paper=not cfg.data).to_string())
+    say(headline(res.table, res.gain, res.tests, with_paper=not cfg.data))
     for judge, r in res.table.groupby("judge", sort=False)[["errors", "judged"]].sum().iterrows():
         items = r["errors"] + r["judged"]
-        print(f"{judge} judge: {r['errors']} of {items} items ended in an error "
+        say(f"{judge} judge: {r['errors']} of {items} items ended in an error "
               f"({r['errors'] / max(items, 1):.1%} error share; errors are not counted as verdicts)")
-    print(f"written to {cfg.results_dir} and {cfg.figures_dir}")
+    say(f"written to {cfg.results_dir} and {cfg.figures_dir}")
     return 0
 
 
@@ -287,25 +410,37 @@ def _validate_judge(args: argparse.Namespace) -> int:
     from slm4offer.report.tables import write_validation
 
     cfg = _config(args)
-    result = validate_judge(cfg, args.judge_name, args.labels)
-    print(summary(result).to_string())
-    print("written:", ", ".join(str(p) for p in write_validation(cfg, result)))
+    _guard_committed(cfg, args.write_results)
+    result = validate_judge(cfg, args.judge_name, resolve_path(args.labels) if args.labels else None)
+    say(summary(result).to_string())
+    say("written: " + ", ".join(str(p) for p in write_validation(cfg, result)))
     return 0
 
 
 def _offers(args: argparse.Namespace) -> int:
-    from slm4offer.model.offers import offers_for, read_personas, write_offers
+    from slm4offer.model.offers import offers_for, rank_catalogue, read_personas, write_offers
 
-    rows = offers_for(args.model, read_personas(args.personas), args.rerank, args.batch_size, args.device)
-    out = write_offers(rows, args.out)
-    print(f"{len(rows)} offers for the personas of {args.personas} written to {out}")
+    if args.catalog and args.rerank:
+        raise InvalidValue("--catalog ranks the catalogue; --rerank reranks generated offers: use one of them")
+    personas = read_personas(resolve_path(args.personas), args.persona_template)
+    if args.catalog:
+        rows = rank_catalogue(resolve_path(args.model), personas, resolve_path(args.catalog), args.top_k,
+                              args.device)
+        what = f"the {args.top_k} best catalogue offer(s) of {resolve_path(args.catalog)}"
+    else:
+        rows = offers_for(resolve_path(args.model), personas, args.rerank, args.batch_size, args.device)
+        known = [r for r in rows if "in_catalogue" in r]
+        what = "generated offers" + (f" ({sum(r['in_catalogue'] for r in known)} of {len(rows)} in the model's "
+                                     "catalogue)" if known else " (no catalogue saved with the model: no offer_id)")
+    out = write_offers(rows, resolve_path(args.out))
+    say(f"{what} for the {len(personas)} personas of {resolve_path(args.personas)} written to {out}")
     return 0
 
 
 def _show_config(args: argparse.Namespace) -> int:
     cfg = _config(args)
-    print(cfg.summary())
-    print(f"dataset_dir={cfg.dataset_dir}")
+    say(cfg.summary())
+    say(f"dataset_dir={cfg.dataset_dir}")
     return 0
 
 
@@ -316,7 +451,7 @@ def _check(args: argparse.Namespace) -> int:
     report = compare(committed_results(args.committed), results, partial=args.partial)
     about = json.loads(args.provenance.read_text()) if args.provenance else None
     text = markdown(report, args.committed, results, about)
-    print(text)
+    say(text)
     if args.out:
         write_text(args.out, text)
     return 0 if report.ok else 1
@@ -335,9 +470,9 @@ def _recompute(args: argparse.Namespace) -> int:
         problems = recompute(results, name)
         table = acceptance_table(read_decisions(results / "decisions" / f"{name}.csv"))
         shown = table[["system", "judge", "mean", "ci_low", "ci_high", "expected", "sampled"]]
-        print(f"## {name}: recomputed from {results / 'decisions' / (name + '.csv')}\n")
-        print(shown.to_string(index=False, float_format=lambda x: f"{100 * x:.1f}"))
-        print("\n" + ("\n".join(problems) if problems else f"identical to {name}.csv and {name}_gain.csv") + "\n")
+        say(f"## {name}: recomputed from {results / 'decisions' / (name + '.csv')}\n")
+        say(shown.to_string(index=False, float_format=lambda x: f"{100 * x:.1f}"))
+        say("\n" + ("\n".join(problems) if problems else f"identical to {name}.csv and {name}_gain.csv") + "\n")
         failed |= bool(problems)
     return 1 if failed else 0
 
@@ -348,28 +483,29 @@ def _reproduce(args: argparse.Namespace) -> int:
 
     root = repo_root()
     if args.write:
-        print("REPRODUCE.md", update(root / "REPRODUCE.md", root / "results"))
+        say(f"REPRODUCE.md {update(root / 'REPRODUCE.md', root / 'results')}")
         return 0
     try:
         committed = committed_results("HEAD", root)
     except CannotRun as exc:  # e.g. a copy without git history: nothing to compare conclusions with
-        print(f"REPRODUCE.md kept ({exc})")
+        say(f"REPRODUCE.md kept ({exc})")
         return 0
-    print("REPRODUCE.md", update(root / "REPRODUCE.md", root / "results", committed))
+    say(f"REPRODUCE.md {update(root / 'REPRODUCE.md', root / 'results', committed)}")
     return 0
 
 
 def _release(args: argparse.Namespace) -> int:
     from slm4offer.report.release import export
 
-    print("released:", export(load_config(args.profile)))
+    out = resolve_path(args.output_dir) if args.output_dir else None
+    say(f"released: {export(_config(args), out)}")
     return 0
 
 
 def _record_stage(args: argparse.Namespace) -> int:
     from slm4offer.report.outputs import record_stage
 
-    print(f"{args.notebook}: {record_stage(args.notebook, args.seconds)['seconds']} s")
+    say(f"{args.notebook}: {record_stage(args.notebook, args.seconds)['seconds']} s")
     return 0
 
 
@@ -389,16 +525,24 @@ COMMANDS = {"synthesize": _synthesize, "validate-data": _validate_data, "train":
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
+    LOG["format"] = args.log_format
     processes = int(os.environ.get("WORLD_SIZE", "1"))  # set by torchrun and accelerate launch
     if processes > 1 and args.command != "train":
-        print(f"slm4offer {args.command}: error: only `train` runs on several processes ({processes} launched); "
-              "run this command as one process (it reuses the trained models)", file=sys.stderr)
+        _error(args, f"only `train` runs on several processes ({processes} launched); run this command as one "
+                     "process (it reuses the trained models)")
         return 2
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:  # anything else is a bug: its traceback is kept
-        print(f"slm4offer {args.command}: error: {exc}", file=sys.stderr)
+        _error(args, str(exc))
         return 2
+
+
+def _error(args: argparse.Namespace, message: str) -> None:
+    if args.log_format == "json":
+        print(json.dumps({"command": args.command, "error": message}), file=sys.stderr, flush=True)
+    else:
+        print(f"slm4offer {args.command}: error: {message}", file=sys.stderr)
 
 
 if __name__ == "__main__":

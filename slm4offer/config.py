@@ -108,6 +108,9 @@ class Config:
                         "integration transformers knows (wandb, mlflow, ...), comma-separated.")
     device: str = _f("auto", "Where models train and run (generation, similarity, learned judge): auto "
                      "(a CUDA GPU when torch sees one, else the CPU), cpu, cuda or cuda:N.")
+    threads: int = _f(0, "CPU threads of this process (torch.set_num_threads); 0 = torch's default: the "
+                      "machine's cores, 1 per process under torchrun. On a busy machine, fewer threads than "
+                      "cores can be many times faster.")
     # --- generation -----------------------------------------------------------------------------
     num_beams: int = _f(1, "Beam width for generation (1 = greedy).")
     rerank_candidates: int = _f(0, "Generate this many candidates by beam search and keep the one "
@@ -133,7 +136,7 @@ class Config:
         if self.data:
             path = (repo_root() / Path(self.data).expanduser()).resolve()  # relative: to the project folder
             if not (path / "dataset_dict.json").is_file():
-                raise InvalidValue(f"data={self.data!r}: not a dataset folder (write one with `slm4offer "
+                raise InvalidValue(f"data={self.data!r} ({path}): not a dataset folder (write one with `slm4offer "
                                    "validate-data INTERACTIONS --offers OFFERS --out DIR`)")
             # kept relative to the project when inside it, so no machine's path reaches results/
             inside = path.is_relative_to(repo_root())
@@ -173,7 +176,7 @@ class Config:
                      "logs_per_epoch", "num_beams", "generation_batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("hard_negatives", "projection_dim", "rerank_candidates"):
+        for name in ("hard_negatives", "projection_dim", "rerank_candidates", "threads"):
             if getattr(self, name) < 0:
                 raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 0")
         if self.negatives != "in_batch" and self.hard_negatives == 0 and self.lam > 0:
@@ -338,6 +341,11 @@ def llm_endpoint_configured(base_url: str) -> bool:
 def dataset_label(cfg: Config) -> str:
     """What a caption calls the data: 'finance world' or 'your data (my_dataset)'."""
     return f"your data ({Path(cfg.data).name})" if cfg.data else f"{domain_name(cfg.domain)} world"
+
+
+def data_name(cfg: Config) -> str:
+    """What models and records are named after: your own data's folder name, else the world's domain."""
+    return Path(cfg.data).name if cfg.data else domain_name(cfg.domain)
 
 
 def result_name(cfg: Config, kind: str, with_domain: bool = False) -> str:

@@ -20,7 +20,7 @@ import time
 from importlib import metadata
 
 from slm4offer.cache import dataset_fingerprint, stage_hash
-from slm4offer.config import Config, repo_root
+from slm4offer.config import Config, data_name, repo_root
 
 TRACKED_PACKAGES = ("slm4offer", "torch", "transformers", "tokenizers", "accelerate", "datasets", "numpy",
                     "scipy", "pandas", "scikit-learn", "openai", "matplotlib")
@@ -71,7 +71,8 @@ def collect(cfg: Config, stage: str | None = None, with_time: bool = False, **ex
     record = {
         "profile": cfg.profile,
         "seed": cfg.seed,
-        "domain": cfg.domain,
+        "domain": None if cfg.data else cfg.domain,  # your own data has no synthetic domain
+        "data": data_name(cfg) if cfg.data else None,
         "generator": cfg.generator,
         "config": cfg.to_dict(),
         "git_commit": git_commit(),

@@ -1,4 +1,5 @@
-"""Where models run and how quietly: the device a setting names, and Hugging Face's progress bars.
+"""Where models run and how quietly: the device a setting names, CPU threads, and Hugging Face's
+progress bars.
 
 Neither changes a result's value (provenance records each machine's numerics), so the cache
 keys leave them out.
@@ -41,3 +42,9 @@ def resolve_device(name: str) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise InvalidValue(f"device={name!r}: torch sees no CUDA GPU on this machine (use auto or cpu)")
     return device
+
+
+def set_threads(threads: int) -> None:
+    """`threads` CPU threads for torch (0: leave torch's default, which torchrun sets to 1 per process)."""
+    if threads:
+        torch.set_num_threads(threads)

@@ -4,14 +4,13 @@ from transformers import T5ForConditionalGeneration
 
 from slm4offer.config import load_config
 from slm4offer.model.modeling import (
-    LaneDropout,
-    OfferT5,
     build_model,
     load_trained,
     resolve_source,
     scratch_config,
     train_tokenizer,
 )
+from slm4offer.model.offer_t5 import LaneDropout, OfferT5
 
 TEXTS = ["Customer aged 30, likes travel.", "Get a travel card with air miles.",
          "Open a savings account with no fees."] * 4

@@ -18,7 +18,9 @@ from __future__ import annotations
 import csv
 import json
 import math
+import string
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from slm4offer.cache import PROVENANCE_FILE
@@ -170,17 +172,76 @@ def load_offers(path: str | Path) -> list[Offer]:
     return offers
 
 
-def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[dict], list[Offer]]:
-    """Validate both files; return one row per persona (the `build_dataset` layout) and the catalog."""
+@dataclass
+class UserData:
+    """A validated campaign log: one row per persona (the `build_dataset` layout), the catalogue, and
+    the customers left out because they accepted nothing (no positive to learn from)."""
+
+    rows: list[dict]
+    catalog: list[Offer]
+    dropped_ids: list[str] = field(default_factory=list)
+
+
+class DataValidationErrors(InvalidValue):
+    """Several bad rows, reported together (`max_errors` of them at most); `errors` holds each one."""
+
+    def __init__(self, errors: list[DataValidationError], stopped: bool):
+        self.errors = errors
+        more = f"; stopped at max_errors={len(errors)}, there may be more" if stopped else ""
+        super().__init__(f"{len(errors)} problems in {errors[0].file}{more}:\n"
+                         + "\n".join(f"  {e}" for e in errors))
+
+
+def template_fields(template: str) -> tuple[str, ...]:
+    """The columns a persona template names (`"A {age}-year-old {occupation}"` -> age, occupation)."""
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(template) if name is not None]
+    except ValueError as exc:
+        raise InvalidValue(f"persona template {template!r}: {exc}") from None
+    if not names or any(not n or not n.isidentifier() for n in names):
+        raise InvalidValue(f"persona template {template!r}: name each column in braces, e.g. "
+                           "'A {age}-year-old {occupation} interested in {interests}.'")
+    return tuple(dict.fromkeys(names))
+
+
+def persona_text(path: Path, line: int, template: str, rec: dict) -> str:
+    """The persona text `template` makes of a row's columns (lists joined by ', ')."""
+    values = {k: ", ".join(map(str, v)) if isinstance(v, list) else str(v).strip() for k, v in rec.items()}
+    try:
+        return template.format(**values).strip()
+    except (ValueError, IndexError, KeyError) as exc:
+        raise DataValidationError(path, line, "persona", f"the persona template does not apply: {exc}") from None
+
+
+def load_user_data(interactions: str | Path, offers: str | Path, persona_template: str | None = None,
+                   require_accepted: bool = False, max_errors: int = 1) -> UserData:
+    """Validate both files and return their `UserData`.
+
+    With `persona_template`, the persona text is built from the attribute columns it names (the
+    file then has no `persona` column). Customers who accepted nothing are dropped and counted,
+    or each one is an error with `require_accepted`. Row errors are collected up to
+    `max_errors` and raised together (`DataValidationErrors`); 1 raises the first one as it is.
+    """
+    if max_errors < 1:
+        raise InvalidValue(f"max_errors={max_errors}: must be >= 1")
     path = Path(interactions)
+    fields = template_fields(persona_template) if persona_template else ()
+    required = tuple(c for c in INTERACTION_COLUMNS if c != "persona" or not fields) + fields
     catalog = load_offers(offers)
     text = {o.offer_id: o.text for o in catalog}
     canonical = {o.offer_id: o.offer_id for o in catalog}  # one id object per offer, not one per row
     personas: dict[str, dict] = {}
     first_line: dict[str, int] = {}
-    for i, rec in read_records(path, INTERACTION_COLUMNS):
+    errors: list[DataValidationError] = []
+
+    def add(i: int, rec: dict) -> None:
+        if fields and "persona" in rec:
+            raise DataValidationError(path, i, "persona", "a persona template was given, and the file has a "
+                                      "persona column too: drop the column or the template")
         pid = _text(path, i, "persona_id", rec["persona_id"])
-        persona = _text(path, i, "persona", rec["persona"])
+        attrs = {k: _attribute(path, i, k, v) for k, v in rec.items() if k not in INTERACTION_COLUMNS}
+        persona = persona_text(path, i, persona_template, attrs) if fields else _text(path, i, "persona",
+                                                                                       rec["persona"])
         oid = _text(path, i, "offer_id", rec["offer_id"])
         accepted = _flag(path, i, rec["accepted"])
         if oid not in text:
@@ -190,25 +251,48 @@ def load_user_data(interactions: str | Path, offers: str | Path) -> tuple[list[d
         if known and (oid in known["accepted_offer_ids"] or oid in known["rejected_offer_ids"]):
             raise DataValidationError(path, i, "offer_id", f"duplicated row: persona {pid!r} was "
                                       f"already shown offer {oid!r} at line {_first_line_of(path, pid, oid)}")
-        attrs = {k: _attribute(path, i, k, v) for k, v in rec.items() if k not in INTERACTION_COLUMNS}
-        if pid not in personas:
+        if known is None:
             first_line[pid] = i
-            personas[pid] = {"persona_id": pid, "persona": persona, **attrs,
-                             **{c: [] for c in data.OFFER_COLUMNS}}
+            personas[pid] = known = {"persona_id": pid, "persona": persona, **attrs,
+                                     **{c: [] for c in data.OFFER_COLUMNS}}
         else:
-            known = personas[pid]
-            for field, value in [("persona", persona), *attrs.items()]:
-                if known.get(field) != value:
-                    raise DataValidationError(path, i, field, f"persona {pid!r} has a different "
-                                              f"{field} than at line {first_line[pid]}")
+            for name, value in [("persona", persona), *attrs.items()]:
+                if known.get(name) != value:
+                    raise DataValidationError(path, i, name, f"persona {pid!r} has a different "
+                                              f"{name} than at line {first_line[pid]}")
         kind = "accepted" if accepted else "rejected"
-        personas[pid][f"{kind}_offer_ids"].append(canonical[oid])
-        personas[pid][f"{kind}_offers"].append(text[oid])
-    for pid, row in personas.items():
-        if not row["accepted_offer_ids"]:
-            raise DataValidationError(path, first_line[pid], "accepted",
-                                      f"persona {pid!r} has no accepted offer (a positive is needed)")
-    return list(personas.values()), catalog
+        known[f"{kind}_offer_ids"].append(canonical[oid])
+        known[f"{kind}_offers"].append(text[oid])
+
+    def collect(error: DataValidationError) -> None:
+        if max_errors == 1:
+            raise error
+        errors.append(error)
+        if len(errors) >= max_errors:
+            raise DataValidationErrors(errors, stopped=True)
+
+    try:
+        for i, rec in read_records(path, required):
+            try:
+                add(i, rec)
+            except DataValidationError as exc:
+                collect(exc)
+    except DataValidationError as exc:  # the file itself (columns, encoding, a ragged row): reading stops
+        if not errors:
+            raise
+        raise DataValidationErrors([*errors, exc], stopped=False) from None
+    if len(errors) == 1:
+        raise errors[0]
+    dropped = [pid for pid, row in personas.items() if not row["accepted_offer_ids"]]
+    if require_accepted:
+        for pid in dropped:
+            collect(DataValidationError(path, first_line[pid], "accepted",
+                                        f"persona {pid!r} has no accepted offer (a positive is needed)"))
+    if errors:
+        raise DataValidationErrors(errors, stopped=False)
+    if len(dropped) == len(personas):
+        raise DataValidationError(path, None, "accepted", "no persona accepted any offer: nothing to learn from")
+    return UserData([row for row in personas.values() if row["accepted_offer_ids"]], catalog, dropped)
 
 
 def _first_line_of(path: Path, pid: str, oid: str) -> int:
@@ -225,35 +309,44 @@ def _attribute(path: Path, line: int, field: str, value):
 
 
 def build_user_dataset(interactions: str | Path, offers: str | Path, out: str | Path,
-                       val_fraction: float = 0.1, test_fraction: float = 0.1,
-                       seed: int = 0) -> Path:
+                       val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0,
+                       persona_template: str | None = None, require_accepted: bool = False,
+                       max_errors: int = 1) -> tuple[Path, UserData]:
     """Validate, split by persona and save as a dataset folder; nothing is written on error.
 
     `out` must be a new or empty folder, or a dataset folder written here before (it is replaced);
-    anything else is refused before the files are read."""
+    anything else is refused before the files are read. Returns the folder and what was read."""
     out = replaceable_folder(out, ("dataset_dict.json", PROVENANCE_FILE))
-    rows, catalog = load_user_data(interactions, offers)
-    splits = data.split_by_persona(rows, val_fraction, test_fraction, seed)
+    user = load_user_data(interactions, offers, persona_template, require_accepted, max_errors)
+    splits = data.split_by_persona(user.rows, val_fraction, test_fraction, seed)
     dd = data.to_dataset_dict(splits, domain=None)
-    card = data.data_card(dd, catalog, domain_label=f"user data ({Path(interactions).name})",
-                          synthesised=len(rows), dropped=0)
-    record = {"source": {"interactions": str(interactions), "offers": str(offers)},
+    card = data.data_card(dd, user.catalog, domain_label=f"user data ({Path(interactions).name})",
+                          synthesised=len(user.rows) + len(user.dropped_ids), dropped=len(user.dropped_ids))
+    record = {"source": {"interactions": str(interactions), "offers": str(offers)}, "name": out.name,
+              "persona_template": persona_template, "dropped_no_acceptance": len(user.dropped_ids),
               "seed": seed, "val_fraction": val_fraction, "test_fraction": test_fraction}
-    data.save_dataset(out, dd, catalog, card, record)
-    return out
+    data.save_dataset(out, dd, user.catalog, card, record)
+    return out, user
 
 
 def export_campaign_log(cfg: Config, folder: str | Path, personas: int | None = None) -> tuple[Path, Path]:
     """A synthetic world's campaign written as your own data would come: interactions.csv (one row
-    per offer shown) and offers.csv, for `personas` of its personas (all by default). Trying the
-    own-data path on it exercises every step at a realistic size. Returns the two files."""
+    per offer shown, with the persona's attribute columns; lists joined by ';') and offers.csv, for
+    `personas` of its personas (all by default). Trying the own-data path on it exercises every
+    step at a realistic size. Returns the two files."""
     dd = data.build_dataset(cfg, progress=False)
     folder = Path(folder)
     offers = _write_csv(folder / "offers.csv", OFFER_FILE_COLUMNS,
                         ((o.offer_id, o.text) for o in data.load_catalog(cfg.dataset_dir)))
     rows = sorted((row for split in data.SPLITS for row in dd[split]), key=lambda r: r["persona_id"])
-    log = _write_csv(folder / "interactions.csv", INTERACTION_COLUMNS,
-                     ((row["persona_id"], row["persona"], oid, accepted) for row in rows[:personas]
+    attributes = [k for k in dd["train"].column_names if k not in ("persona_id", "persona", *data.OFFER_COLUMNS)]
+
+    def cell(value) -> str:
+        return ";".join(map(str, value)) if isinstance(value, list) else str(value)
+
+    log = _write_csv(folder / "interactions.csv", (*INTERACTION_COLUMNS, *attributes),
+                     ((row["persona_id"], row["persona"], oid, accepted, *(cell(row[a]) for a in attributes))
+                      for row in rows[:personas]
                       for accepted, column in ((1, "accepted_offer_ids"), (0, "rejected_offer_ids"))
                       for oid in row[column]))
     return log, offers

@@ -7,6 +7,7 @@ every number is computed from them (`metrics.py`); `report.tables.save_acceptanc
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +22,7 @@ from slm4offer.experiments.systems import SYSTEMS, system_offers
 from slm4offer.judges import check_judge, make_judge
 from slm4offer.judges.base import Judge
 from slm4offer.model.modeling import resolve_source
+from slm4offer.model.training import KINDS, is_trained
 from slm4offer.stats import Proportion, wilson_ci
 
 
@@ -49,6 +51,11 @@ def evaluate(cfg: Config, judges: list[str] | None = None, systems: tuple[str, .
     for name in judges:  # before hours of training, not after
         check_judge(cfg, name)
     test = list(build_dataset(cfg, progress=progress)["test"])
+    pending = [f"{kind} seed {seed}" for seed in train_seeds(cfg) for kind in KINDS
+               if not is_trained(dataclasses.replace(cfg, train_seed=seed), kind)]
+    if pending and progress:
+        print(f"evaluate: training {len(pending)} model(s) first ({', '.join(pending)}); the other "
+              f"{2 * len(train_seeds(cfg)) - len(pending)} are cached", flush=True)
     if cfg.data:  # no simulated customer, so no best-offer ceiling
         systems = tuple(s for s in systems if not SYSTEMS[s].world_only)
     offers = {(system, seed): system_offers(cfg, system, cfg.train_seed if seed is None else seed, progress)
@@ -123,13 +130,15 @@ class AcceptanceResults:
     run: AcceptanceRun
     table: pd.DataFrame   # metrics.acceptance_table
     tests: pd.DataFrame   # metrics.paired_tests, SFT vs contrastive per seed
-    gain: pd.DataFrame    # metrics.comparisons, and the paper's gain
+    gain: pd.DataFrame    # metrics.comparisons, and the paper's gain (synthetic worlds only)
     sweep: pd.DataFrame   # metrics.threshold_sweep
 
 
 def acceptance_results(cfg: Config, judges: list[str] | None = None, progress: bool = True) -> AcceptanceResults:
     """`evaluate` and its statistics."""
     run = evaluate(cfg, judges, progress=progress)
-    gain = pd.concat([metrics.comparisons(run.decisions), pd.DataFrame([metrics.paper_gain()])], ignore_index=True)
+    gain = metrics.comparisons(run.decisions)
+    if not cfg.data:  # the paper's gain was measured on its data, not on yours
+        gain = pd.concat([gain, pd.DataFrame([metrics.paper_gain()])], ignore_index=True)
     return AcceptanceResults(run, metrics.acceptance_table(run.decisions), metrics.paired_tests(run.decisions),
                              gain, metrics.threshold_sweep(run.decisions))

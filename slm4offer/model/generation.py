@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
@@ -26,8 +25,7 @@ from slm4offer.data.world import parse_offer
 from slm4offer.domains import Domain
 from slm4offer.errors import InvalidValue
 from slm4offer.files import write_text
-from slm4offer.model.losses import IGNORE_INDEX
-from slm4offer.model.modeling import OfferT5
+from slm4offer.model.offer_t5 import IGNORE_INDEX, OfferT5
 from slm4offer.model.training import TrainedModel, kind_config, train
 
 
@@ -39,13 +37,14 @@ def _batches(items: list, size: int):
 @torch.inference_mode()
 def generate_offers(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
                     max_new_tokens: int, num_beams: int = 1, num_return_sequences: int = 1,
-                    batch_size: int = 64, max_persona_tokens: int = 512, progress: bool = False
-                    ) -> list[list[str]]:
-    """`num_return_sequences` offers per persona, best first, generated a batch at a time."""
+                    batch_size: int = 64, max_persona_tokens: int = 512, progress: bool = False,
+                    desc: str = "generate") -> list[list[str]]:
+    """`num_return_sequences` offers per persona, best first, generated a batch at a time (`desc`
+    labels the progress bar)."""
     model.eval()
     out: list[list[str]] = []
     chunks = list(_batches(personas, batch_size))
-    for chunk in tqdm(chunks, desc="generate", disable=not progress):
+    for chunk in tqdm(chunks, desc=desc, disable=not progress):
         enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
                         max_length=max_persona_tokens).to(model.device)
         ids = model.generate(  # type: ignore[misc]  # OfferT5 is a generative model
@@ -75,11 +74,26 @@ def pair_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas
         labels = tokenizer(offers[start:start + batch_size], return_tensors="pt", padding=True,
                            truncation=True, max_length=max_offer_tokens)
         labels = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, IGNORE_INDEX).to(model.device)
-        states = model.encode(enc["input_ids"], enc["attention_mask"])
-        persona = model.embed(states, enc["attention_mask"])
-        offer = model.embed(model.decode(states, enc["attention_mask"], labels), labels != IGNORE_INDEX)
-        sims.append(F.cosine_similarity(persona, offer, dim=-1).cpu().numpy())
+        sims.append(model.similarity(enc["input_ids"], enc["attention_mask"], labels).cpu().numpy())
     return np.concatenate(sims) if sims else np.zeros(0)
+
+
+@torch.inference_mode()
+def catalogue_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
+                         offers: list[str], pairs_per_batch: int = 2048, max_persona_tokens: int = 512,
+                         max_offer_tokens: int = 512, progress: bool = False) -> np.ndarray:
+    """(personas, offers): every persona's similarity with every offer of a catalogue, as
+    `pair_similarity` scores one pair, with each persona encoded once."""
+    model.eval()
+    lab = tokenizer(offers, return_tensors="pt", padding=True, truncation=True, max_length=max_offer_tokens)
+    labels = lab["input_ids"].masked_fill(lab["attention_mask"] == 0, IGNORE_INDEX).to(model.device)
+    step = max(1, pairs_per_batch // max(1, len(offers)))
+    rows = []
+    for chunk in tqdm(list(_batches(personas, step)), desc="rank the catalogue", disable=not progress):
+        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_persona_tokens).to(model.device)
+        rows.append(model.similarity_matrix(enc["input_ids"], enc["attention_mask"], labels).cpu().numpy())
+    return np.concatenate(rows) if rows else np.zeros((0, len(offers)))
 
 
 def rerank(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
@@ -118,7 +132,8 @@ def generate(cfg: Config, kind: str, split: str = "test", progress: bool = True)
     settings = dict(max_new_tokens=cfg.max_offer_tokens, num_beams=cfg.num_beams,
                     batch_size=cfg.generation_batch_size, max_persona_tokens=cfg.max_persona_tokens)
     candidates = generate_offers(trained.model, trained.tokenizer, personas, num_return_sequences=n,
-                                 progress=progress, **settings)
+                                 progress=progress, desc=f"generate: {kind} seed {cfg.train_seed}, {split}",
+                                 **settings)
     records = [{"persona_id": pid, "persona": p} for pid, p in zip(rows["persona_id"], personas, strict=True)]
     if cfg.rerank_candidates:
         chosen, scores = rerank(trained.model, trained.tokenizer, personas, candidates,

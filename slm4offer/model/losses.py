@@ -27,9 +27,7 @@ import torch.nn.functional as F
 
 from slm4offer.config import Config
 from slm4offer.model import distributed
-from slm4offer.model.modeling import OfferT5
-
-IGNORE_INDEX = -100
+from slm4offer.model.offer_t5 import IGNORE_INDEX, OfferT5
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """The model: T5 (pretrained where reachable, else the same architecture from scratch) plus pooling.
 
-`OfferT5` is `T5ForConditionalGeneration` with what the contrastive loss needs: a pooled persona
-embedding from the encoder, a pooled offer embedding from the decoder states of the
-teacher-forced offer, and an optional projection shared by both. Its extra settings live in the
-T5 config, so `save_pretrained` / `from_pretrained` round-trip it like any HF model.
+`OfferT5` (in `offer_t5`, which needs only torch and transformers) is `T5ForConditionalGeneration`
+with what the contrastive loss needs: a pooled persona embedding from the encoder, a pooled offer
+embedding from the decoder states of the teacher-forced offer, and an optional projection shared
+by both. Its extra settings live in the T5 config, so `save_pretrained` / `from_pretrained`
+round-trip it like any HF model.
 
 Where the weights come from is decided once, by `resolve_source`, and recorded everywhere:
 "pretrained" (a local folder, or a hub id found in the local HF cache) or "scratch" (a fresh
@@ -12,7 +13,6 @@ T5 with a BPE tokenizer trained on the training split). The two are never mixed 
 
 from __future__ import annotations
 
-import inspect
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,11 +25,11 @@ from transformers import (
     PreTrainedTokenizerBase,
     PreTrainedTokenizerFast,
     T5Config,
-    T5ForConditionalGeneration,
 )
 
 from slm4offer.config import Config
 from slm4offer.errors import InvalidValue, MissingFile
+from slm4offer.model.offer_t5 import OfferT5
 from slm4offer.runtime import hf_progress_bars
 
 SPECIAL_TOKENS = ("<pad>", "</s>", "<unk>")  # ids 0, 1, 2 as in T5: pad doubles as decoder start
@@ -103,99 +103,6 @@ def scratch_config(cfg: Config, vocab_size: int) -> T5Config:
                     num_layers=cfg.num_layers, num_decoder_layers=cfg.num_layers,
                     num_heads=cfg.num_heads, dropout_rate=cfg.dropout, pad_token_id=0,
                     eos_token_id=1, decoder_start_token_id=0)  # type: ignore[call-arg]  # a PretrainedConfig kwarg
-
-
-def _signature_with_run(function) -> inspect.Signature:
-    """`function`'s signature with a keyword-only `run` before its trailing **kwargs."""
-    sig = inspect.signature(function)
-    *params, var_keyword = sig.parameters.values()
-    assert var_keyword.kind == inspect.Parameter.VAR_KEYWORD, "T5's forward ends in **kwargs"
-    run = inspect.Parameter("run", inspect.Parameter.KEYWORD_ONLY, default=None)
-    return sig.replace(parameters=[*params, run, var_keyword])
-
-
-class LaneDropout(nn.Dropout):
-    """`nn.Dropout` with a mask 3x cheaper to draw on a CPU, where `bernoulli_` (one random number
-    per element) took ~25% of a default training step (`make bench`).
-
-    Each 64-bit random word masks three elements, one per 16-bit lane (the top lane is left out:
-    `random_` draws 63 bits). So the rate is quantised to 1/65536 (0.1 -> 0.100006), and kept
-    values are scaled by 1 / (1 - that rate), which keeps the expectation exact. On other devices
-    the fused kernel of `F.dropout` is used.
-    """
-
-    LANES, LEVELS = 3, 1 << 16
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0:
-            return x
-        if x.device.type != "cpu":
-            return super().forward(x)
-        dropped = round(self.p * self.LEVELS)
-        n = x.numel()
-        words = torch.empty(-(-n // self.LANES), dtype=torch.int64, device=x.device).random_()
-        lanes = words.view(torch.int16).view(-1, 4)[:, : self.LANES].reshape(-1)[:n].view(x.shape)
-        keep = (lanes >= dropped - self.LEVELS // 2).to(x.dtype)
-        return x * keep.mul_(self.LEVELS / (self.LEVELS - dropped))
-
-
-class OfferT5(T5ForConditionalGeneration):
-    """T5 that also embeds personas (encoder) and offers (decoder) into one space.
-
-    Settings `offer_pooling` ('mean' | 'eos') and `offer_projection_dim` (0 = none) are stored in
-    the T5 config, so they travel with every checkpoint.
-    """
-
-    def __init__(self, config: T5Config):
-        super().__init__(config)
-        for module in list(self.modules()):
-            for name, child in module.named_children():
-                if type(child) is nn.Dropout:
-                    setattr(module, name, LaneDropout(child.p))
-        dim = getattr(config, "offer_projection_dim", 0)
-        self.projection = nn.Linear(config.d_model, dim, bias=False) if dim else None
-
-    @property
-    def pooling(self) -> str:
-        return getattr(self.config, "offer_pooling", "mean")
-
-    def embed(self, states: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Pool token states (B, L, d) over `mask` (B, L) and project: (B, D)."""
-        mask = mask.to(states.dtype)
-        if self.pooling == "mean":
-            pooled = (states * mask.unsqueeze(-1)).sum(1) / mask.sum(1, keepdim=True).clamp(min=1)
-        else:  # 'eos': the last unmasked position, which has seen the whole sequence
-            last = (mask.sum(1).long() - 1).clamp(min=0)
-            pooled = states[torch.arange(states.size(0), device=states.device), last]
-        return self.projection(pooled) if self.projection is not None else pooled
-
-    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-
-    def decode(self, encoder_states: torch.Tensor, encoder_mask: torch.Tensor,
-               labels: torch.Tensor) -> torch.Tensor:
-        """Final decoder states of the teacher-forced `labels` (-100 = padding): (N, T, d)."""
-        decoder_input_ids = self._shift_right(labels)
-        return self.decoder(input_ids=decoder_input_ids, encoder_hidden_states=encoder_states,
-                            encoder_attention_mask=encoder_mask).last_hidden_state
-
-    def forward(self, *args, run=None, **kwargs):
-        """T5's forward; with `run`, `run(self)` instead.
-
-        A loss built from several parts of the model (encode, decode, embed) must still be one
-        `forward` call: under DDP that is what synchronises gradients across processes, and
-        under mixed precision what runs in autocast.
-        """
-        return super().forward(*args, **kwargs) if run is None else run(self)
-
-    # generate() and Trainer read forward's signature to decide which inputs to pass: keep T5's
-    forward.__signature__ = _signature_with_run(T5ForConditionalGeneration.forward)  # type: ignore[attr-defined]
-
-    def lm_logits(self, decoder_states: torch.Tensor) -> torch.Tensor:
-        """The LM head exactly as `T5ForConditionalGeneration.forward` applies it."""
-        if self.config.scale_decoder_outputs:
-            decoder_states = decoder_states * (self.model_dim ** -0.5)
-        return self.lm_head(decoder_states)
 
 
 def _init_extra_weights(model: OfferT5) -> None:

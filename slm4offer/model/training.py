@@ -31,8 +31,8 @@ from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import get_last_checkpoint
 
 from slm4offer import provenance
-from slm4offer.cache import stage_hash
-from slm4offer.config import Config, domain_name
+from slm4offer.cache import CATALOG_FILE, stage_hash
+from slm4offer.config import Config, data_name
 from slm4offer.data.dataset import build_dataset
 from slm4offer.errors import InvalidValue
 from slm4offer.files import atomic_dir, write_json
@@ -47,7 +47,7 @@ from slm4offer.model.losses import (
     weighted_sum,
 )
 from slm4offer.model.modeling import ModelSource, OfferT5, build_model, load_trained, parameter_count, resolve_source
-from slm4offer.runtime import hf_progress_bars, resolve_device
+from slm4offer.runtime import hf_progress_bars, resolve_device, set_threads
 
 KINDS = ("sft", "contrastive")
 LOG_FILE, INFO_FILE = "training_log.json", "training_info.json"
@@ -62,6 +62,7 @@ class TrainedModel:
     path: Path
     log_history: list[dict]
     info: dict
+    cached: bool = False  # loaded from an earlier run rather than trained by this call
 
     @property
     def label(self) -> str:
@@ -85,9 +86,9 @@ def model_label(cfg: Config) -> str:
 
 
 def model_dir(cfg: Config, source: ModelSource) -> Path:
-    """`artifacts/<profile>/model-<domain>-<sft|contrastive>-<pretrained|scratch>-<hash>`."""
+    """`artifacts/<profile>/model-<domain or your data's name>-<sft|contrastive>-<pretrained|scratch>-<hash>`."""
     digest = stage_hash(cfg, "train", source=source.location or "scratch")
-    return cfg.artifacts_dir / f"model-{domain_name(cfg.domain)}-{model_label(cfg)}-{source.kind}-{digest}"
+    return cfg.artifacts_dir / f"model-{data_name(cfg)}-{model_label(cfg)}-{source.kind}-{digest}"
 
 
 # --- examples and batches ---------------------------------------------------------------------
@@ -305,8 +306,15 @@ def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, prog
 def train(cfg: Config, kind: str, progress: bool = True, checkpoint_every: int = 0,
           callbacks: list[TrainerCallback] | None = None) -> TrainedModel:
     """The trained `kind` model for `cfg`: cached, resumed from a checkpoint, or trained now."""
+    set_threads(cfg.threads)
     with hf_progress_bars(progress):
         return _train(cfg, kind, progress, checkpoint_every, callbacks)
+
+
+def is_trained(cfg: Config, kind: str) -> bool:
+    """Whether `train(cfg, kind)` would load a cached model rather than train one."""
+    cfg = kind_config(cfg, kind)
+    return (model_dir(cfg, resolve_source(cfg)) / "final" / INFO_FILE).is_file()
 
 
 def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
@@ -316,7 +324,10 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
     out = model_dir(cfg, source)
     final = out / "final"
     if (final / INFO_FILE).is_file():
-        return load_result(final, cfg.device)
+        if cfg.report_to != "none" and distributed.is_main():
+            print(f"report_to={cfg.report_to}: nothing sent, this model was trained before and is loaded from "
+                  f"the cache ({out}); remove that folder to train it again with reporting", flush=True)
+        return dataclasses.replace(load_result(final, cfg.device), cached=True)
     processes = join_processes(cfg)
     main = distributed.is_main()
     with distributed.main_process_first():  # the main process writes; the others read what it wrote
@@ -349,6 +360,9 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
         if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
             callback.logging_dir = str(out / "runs")
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if main and progress:
+        print(f"training {model_label(cfg)} seed {cfg.train_seed} ({len(train_examples):,} examples, {cfg.epochs} "
+              f"epochs) -> {out}", flush=True)
     if resume and main:
         print(f"resuming from {Path(resume).name}", flush=True)
     start = time.perf_counter()
@@ -371,8 +385,10 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
             # stage_hash here omits the weights' source; the folder name (model_dir) includes it
             "provenance": provenance.collect(cfg, stage="train", with_time=True, model_dir=out.name),
         }
+        model.config.offer_similarity_trained = not is_sft(cfg)  # `offers` refuses to rank with it otherwise
         with atomic_dir(final) as tmp:
             trainer.save_model(str(tmp))
+            shutil.copyfile(cfg.dataset_dir / CATALOG_FILE, tmp / CATALOG_FILE)  # what offer_id refers to
             write_json(tmp / LOG_FILE, trainer.state.log_history)
             write_json(tmp / INFO_FILE, info)
         shutil.rmtree(checkpoints, ignore_errors=True)  # the final folder holds everything kept

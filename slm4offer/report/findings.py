@@ -59,8 +59,9 @@ def metric_sentence(gain: pd.DataFrame, judge: str, a: str = "sft", b: str = "co
     return f"{judge} judge, {b} − {a} (95% CI over seeds and personas): {'; '.join(parts)}: {verdict}."
 
 
-def headline(table: pd.DataFrame, gain: pd.DataFrame, tests: pd.DataFrame) -> str:
-    """The main result per judge: levels, gain in every metric, per-seed tests, the random-best gap."""
+def headline(table: pd.DataFrame, gain: pd.DataFrame, tests: pd.DataFrame, with_paper: bool = True) -> str:
+    """The main result per judge: levels, gain in every metric, per-seed tests, the random-best gap;
+    beside the paper's numbers unless the data is your own (`with_paper=False`)."""
     lines = []
     t = table.assign(system=table["system"].astype(str)).set_index(["judge", "system"])
     for judge in _judges(table):
@@ -70,10 +71,11 @@ def headline(table: pd.DataFrame, gain: pd.DataFrame, tests: pd.DataFrame) -> st
         seeds = tests[tests["judge"] == judge]
         higher = int((seeds["contrastive_rate"] > seeds["sft_rate"]).sum())
         lower = int((seeds["contrastive_rate"] < seeds["sft_rate"]).sum())
+        levels = (f" (paper: {paper.ACCEPTANCE['sft']:.0%} → {paper.ACCEPTANCE['contrastive']:.0%})", " (paper: "
+                  f"{paper.ACCEPTANCE['contrastive'] / paper.ACCEPTANCE['sft'] - 1:+.1%})") if with_paper else ("", "")
         line = (f"{judge} judge: SFT {100 * t.loc[(judge, 'sft'), 'mean']:.1f}%, contrastive "
-                f"{100 * t.loc[(judge, 'contrastive'), 'mean']:.1f}% (paper: {paper.ACCEPTANCE['sft']:.0%} → "
-                f"{paper.ACCEPTANCE['contrastive']:.0%}), {100 * thr['relative']:+.1f}% relative (paper: "
-                f"{paper.ACCEPTANCE['contrastive'] / paper.ACCEPTANCE['sft'] - 1:+.1%}). Over {len(seeds)} seed(s) "
+                f"{100 * t.loc[(judge, 'contrastive'), 'mean']:.1f}%{levels[0]}, {100 * thr['relative']:+.1f}% "
+                f"relative{levels[1]}. Over {len(seeds)} seed(s) "
                 f"contrastive was higher in {higher} and lower in {lower}; the exact McNemar test of one seed's "
                 f"personas gave p < {ALPHA} in {int((seeds['mcnemar_p'] < ALPHA).sum())} of {len(seeds)}.")
         if (judge, "random") in t.index and (judge, "best") in t.index:

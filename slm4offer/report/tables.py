@@ -54,14 +54,16 @@ def no_probability_note(table: pd.DataFrame) -> str:
                    for j in judges)
 
 
-def formatted(table: pd.DataFrame, metric: str = "rate") -> pd.DataFrame:
-    """Rows = systems, one column per judge ('46.2 ± 1.3 [43.9, 48.5]') under `metric`, and the paper."""
+def formatted(table: pd.DataFrame, metric: str = "rate", with_paper: bool = True) -> pd.DataFrame:
+    """Rows = systems, one column per judge ('46.2 ± 1.3 [43.9, 48.5]') under `metric`, and the paper
+    (left out for your own data, which the paper never saw)."""
     cells: dict[str, dict[str, str]] = {}
     for _, r in table.iterrows():
         errors = f" ({r['errors']} errors)" if r["errors"] else ""
         cells.setdefault(r["system"], {})[f"{r['judge']} judge"] = rate_cell(r, metric) + errors
     out = pd.DataFrame.from_dict(cells, orient="index")
-    out["paper"] = [f"{100 * paper.ACCEPTANCE[s]:.0f}" if s in paper.ACCEPTANCE else "—" for s in out.index]
+    if with_paper:
+        out["paper"] = [f"{100 * paper.ACCEPTANCE[s]:.0f}" if s in paper.ACCEPTANCE else "—" for s in out.index]
     out.index.name = "system"
     return out
 
@@ -83,8 +85,10 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str | None = None
              "judges": sorted(set(res.run.decisions["judge"]))}
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
     text = caption(cfg, res.run, record["git_commit"])
-    wide = formatted(res.table)
-    by_metric = pd.concat({m.label: formatted(res.table, m.key).drop(columns="paper")
+    with_paper = not cfg.data  # the paper's numbers describe its data, not yours
+    table = res.table if with_paper else res.table.drop(columns="paper")
+    wide = formatted(res.table, with_paper=with_paper)
+    by_metric = pd.concat({m.label: formatted(res.table, m.key, with_paper=False)
                            for m in metrics.METRICS.values()}, axis=1)
     md = (f"# Acceptance rates\n\n{text}\n\n## Thresholded rate (the judge's verdict)\n\n{wide.to_markdown()}\n\n"
           f"## Every metric\n\n{metric_legend(cfg.accept_threshold)}{no_probability_note(res.table)}\n\n"
@@ -97,12 +101,12 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str | None = None
           f"## Paired test per seed (exact McNemar, same test personas)\n\n"
           f"{res.tests.to_markdown(index=False, floatfmt='.4g')}\n")
     tex = wide.to_latex(caption=latex_text(text), label=f"tab:{name}", escape=True)
-    save_results(cfg, {f"{name}.csv": res.table.to_csv(index=False), f"{name}.md": md, f"{name}.tex": tex,
+    save_results(cfg, {f"{name}.csv": table.to_csv(index=False), f"{name}.md": md, f"{name}.tex": tex,
                        f"{name}_gain.csv": res.gain.to_csv(index=False),
                        f"{name}_paired.csv": res.tests.to_csv(index=False),
                        f"{name}_threshold_sweep.csv": res.sweep.to_csv(index=False),
                        f"decisions/{name}.csv": metrics.to_wide(res.run.decisions).to_csv(index=False)}, record)
-    fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE,
+    fig = acceptance_bars(res.table, res.run.decisions, paper.ACCEPTANCE if with_paper else {},
                           caption(cfg, res.run, record["git_commit"], figure=True))
     save_figure(fig, name, cfg, stage="generate", **extra)
     if res.sweep.empty:  # no judge gave probabilities: there is no threshold to move
