@@ -33,6 +33,7 @@ FIELDS_ALLOWED = {
     "data": "your own dataset: its content's fingerprint is in the key instead",
     "device": "where the model runs (provenance records the numerics of each machine)",
     "report_to": "where training logs are also sent",
+    "threads": "CPU threads, like the device: provenance records each run's numerics, threads included",
     "generation_batch_size": "personas per generation batch; padding is masked",
     "accept_threshold": "the learned judge applies it when it is loaded, after the cache",
     **dict.fromkeys(("llm_base_url", "llm_concurrency", "llm_max_attempts", "llm_timeout_s", "llm_backoff_s",
@@ -91,10 +92,12 @@ def test_comments_and_docstrings_do_not_change_the_key_but_code_does(tmp_path, m
     losses = copy / "model" / "losses.py"
     text = losses.read_text()
     assert '"""The paper\'s loss' in text
+    statement = "total = term if total is None else total + term"
+    assert statement in text
     losses.write_text(text.replace('"""The paper\'s loss', '"""Reworded: the paper\'s loss', 1)
-                      .replace("IGNORE_INDEX = -100", "IGNORE_INDEX = -100  # a new comment"))
+                      .replace(statement, statement + "  # a new comment"))
     assert stage_hash(cfg, "train") == before
-    losses.write_text(text.replace("IGNORE_INDEX = -100", "IGNORE_INDEX = -99"))
+    losses.write_text(text.replace(statement, "total = term if total is None else term + total"))
     assert stage_hash(cfg, "train") != before
     assert stage_hash(cfg, "dataset") == stage_hash(load_config("smoke"), "dataset")  # not the dataset's code
 

@@ -88,9 +88,9 @@ def card_metadata(name: str, data: str, label: str, rates: pd.DataFrame | None) 
     return f"---\n{meta.to_yaml()}\n---\n"
 
 
-def model_card(cfg: Config, trained: TrainedModel, results: Path, folder_name: str) -> str:
+def model_card(cfg: Config, info: dict, results: Path, folder_name: str) -> str:
     """The card's text from the model's training_info, its dataset and the results folder."""
-    info, prov = trained.info, trained.info["provenance"]
+    prov, label = info["provenance"], info["label"]
     rates = seed_rates(results, cfg.train_seed)
     card = load_data_card(cfg.dataset_dir)
     example = build_dataset(cfg, progress=False)["test"][0]["persona"]
@@ -103,7 +103,7 @@ def model_card(cfg: Config, trained: TrainedModel, results: Path, folder_name: s
     else:
         source = (f"the synthetic `{c['domain']}` world of this repository (world seed {c['seed']}, "
                   f"{c['n_personas']:,} personas, a catalogue of {card['catalog']['offers']} offers)")
-    if trained.label == "sft":
+    if label == "sft":
         recipe = ("the SFT baseline of SLM4Offer (arXiv 2508.15471): cross-entropy on the offers personas "
                   "accepted, no contrastive term. Its embedding space is untrained, so it does not rank offers.")
     else:
@@ -113,7 +113,7 @@ def model_card(cfg: Config, trained: TrainedModel, results: Path, folder_name: s
                   "also ranks a catalogue for a persona.")
     start = ("T5 initialised from scratch, not T5-Small" if info["source_kind"] == "scratch"
              else f"initialised from {info['source']['location']}")
-    return card_metadata(folder_name, data, trained.label, rates) + f"""
+    return card_metadata(folder_name, data, label, rates) + f"""
 # {folder_name}
 
 A T5 that writes a personalised marketing offer for a customer persona, trained with
@@ -133,7 +133,7 @@ A T5 that writes a personalised marketing offer for a customer persona, trained 
 
 ## How well it does
 
-{_performance(cfg, trained.label, rates, results)}
+{_performance(cfg, label, rates, results)}
 
 ## Intended use
 
@@ -236,4 +236,4 @@ def export(cfg: Config, out: Path | None = None, kind: str = "contrastive", prog
     `out` (default: `models/slm4offer-<data>-contrastive-<profile>/`); returns the folder."""
     trained = train(cfg, kind, progress=progress)
     out = Path(out) if out is not None else release_dir(cfg)
-    return export_model(trained, out, model_card(cfg, trained, cfg.results_dir, out.name))
+    return export_model(trained, out, model_card(cfg, trained.info, cfg.results_dir, out.name))
