@@ -29,14 +29,16 @@ EPILOG = """examples:
   slm4offer synthesize --domain finance --profile default
   slm4offer synthesize --domain path/to/my_domain.yaml --n-personas 2000 --seed 3
   slm4offer validate-data examples/user_data/interactions.csv --offers examples/user_data/offers.csv --out my_dataset
+  slm4offer validate-data log.csv --offers offers.csv --persona-template 'A {age}-year-old {job}.' --out my_dataset
   slm4offer train --kind contrastive --profile default --lam 0.5
-  slm4offer train --kind contrastive --data my_dataset              # your own data, from validate-data --out
+  slm4offer train --kind contrastive --data my_dataset --output-dir my_model   # your own data, exported
   torchrun --nproc-per-node 2 -m slm4offer train --kind contrastive   # several processes or GPUs, one global batch
   slm4offer generate --kind sft --profile smoke --num-beams 4
-  slm4offer evaluate --judge simulated --judge learned
-  OPENAI_API_KEY=... slm4offer evaluate --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model my-model
+  slm4offer evaluate --profile smoke --judge simulated --judge learned
+  OPENAI_API_KEY=... slm4offer evaluate --profile smoke --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model my-model
   slm4offer validate-judge --judge learned --labels my_labels.csv
-  slm4offer offers --model artifacts/default/model-finance-contrastive-scratch-HASH --personas new.csv --out offers.csv
+  slm4offer offers --model my_model --personas new.csv --out offers.csv
+  slm4offer offers --model my_model --personas new.csv --catalog offers.csv --top-k 3 --out ranked.csv
   slm4offer config --profile smoke
   slm4offer check                      # after make all: this run against the committed results
   slm4offer recompute                  # every acceptance table from its committed decisions

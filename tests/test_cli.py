@@ -1,8 +1,11 @@
-"""Each command's --help lists the settings it reads, with the chosen profile's defaults."""
+"""The command line: each command's --help lists the settings it reads (grouped, with the chosen
+profile's defaults); no abbreviations; committed results are kept unless asked; JSON logs."""
+
+import json
 
 import pytest
 
-from slm4offer.cli import COMMAND_FIELDS, main
+from slm4offer.cli import COMMAND_FIELDS, FIELD_GROUPS, main
 from slm4offer.config import config_fields
 
 
@@ -50,3 +53,53 @@ def test_bool_settings_parse_true_and_false(capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["config", "--bf16", "maybe"])
     assert exit_.value.code == 2 and "'maybe': use true or false" in capsys.readouterr().err
+
+
+def test_abbreviations_are_refused_not_guessed(capsys):
+    for argv in (["train", "--kind", "sft", "--epoch", "1"], ["train", "--kind", "sft", "--learning-rat", "1e-4"],
+                 ["--log-f=json", "config"]):
+        with pytest.raises(SystemExit) as exit_:
+            main(argv)
+        assert exit_.value.code == 2 and "unrecognized arguments" in capsys.readouterr().err
+
+
+def test_settings_are_grouped_and_every_field_has_one_group(capsys):
+    grouped = [name for names in FIELD_GROUPS.values() for name in names]
+    assert sorted(grouped) == sorted(f.name for f in config_fields()), "each field in exactly one group"
+    text = help_text(capsys, "train", "--kind", "sft")
+    order = [text.index(f"{group} settings:") for group in ("data", "model", "training")]
+    assert order == sorted(order) and "judging settings:" not in text
+    assert text.index("--lam LAM Weight") > text.index("training settings:") > text.index("--d-model D_MODEL Scratch")
+
+
+def test_the_committed_results_are_not_rewritten_unless_asked(project_root, capsys):
+    (project_root / "results").mkdir()
+    assert main(["synthesize", "--profile", "default", "--n-personas", "30"]) == 2
+    err = capsys.readouterr().err
+    assert "rewrite the committed results" in err and "--write-results" in err
+    assert not any((project_root / "results").iterdir())
+    assert main(["evaluate", "--profile", "default", "--judge", "learned"]) == 2
+    assert main(["synthesize", "--profile", "smoke", "--n-personas", "60"]) == 0, "other profiles: results/smoke/"
+
+
+def test_json_log_format_gives_one_object_per_line(project_root, capsys):
+    assert main(["--log-format", "json", "synthesize", "--profile", "smoke", "--n-personas", "60"]) == 0
+    records = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    assert records and records[-1]["cached"] is False and records[-1]["output"].endswith(
+        tuple(p.name for p in (project_root / "artifacts" / "smoke").iterdir()))
+    assert main(["--log-format", "json", "synthesize", "--profile", "smoke", "--n-personas", "60"]) == 0
+    assert json.loads(capsys.readouterr().out.splitlines()[-1])["cached"] is True
+    assert main(["--log-format", "json", "offers", "--model", "nowhere", "--personas", "p.csv", "--out", "o.csv"]) == 2
+    error = json.loads(capsys.readouterr().err.strip())
+    assert error["command"] == "offers" and "p.csv" in error["error"]
+
+
+def test_threads_setting_sets_torch_threads(capsys):
+    import torch
+
+    before = torch.get_num_threads()
+    try:
+        assert main(["config", "--profile", "smoke", "--threads", "1"]) == 0
+        assert torch.get_num_threads() == 1 and "threads=1" in capsys.readouterr().out
+    finally:
+        torch.set_num_threads(before)

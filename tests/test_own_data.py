@@ -1,48 +1,142 @@
-"""Your own data end to end, as a user would run it: validate-data --out D, then train, evaluate and
-offers with --data D (smoke sizes). The synthetic world's results are never touched."""
+"""Your own data end to end, as a user would run it from a raw campaign log: customers who accepted
+nothing, attribute columns and no persona text; validate-data with a persona template, train,
+evaluate, offers (generated and ranked from the catalogue), an exported model with its card, and
+that model loaded by plain transformers in a fresh process (smoke sizes). The synthetic world's
+results are never touched."""
 
+import json
+import subprocess
+import sys
+
+import numpy as np
 import pandas as pd
 import pytest
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
 from slm4offer.data.userdata import export_campaign_log
+from slm4offer.model.generation import pair_similarity
+from slm4offer.model.modeling import load_trained
+from slm4offer.report.release import seed_rates
+
+TEMPLATE = ("Customer aged {age}, occupation: {occupation}, annual income ${income}, credit score {credit_score}, "
+            "interested in {interests}, describes themselves as a {spending}.")
 
 
-def test_validate_train_evaluate_and_offers_on_your_own_data(project_root, tmp_path, capsys):
-    log, offers = export_campaign_log(load_config("smoke"), tmp_path / "export", personas=200)
+def raw_log(folder, personas: int = 200, no_accept: int = 3):
+    """A campaign log as it comes: attribute columns instead of persona text, and `no_accept`
+    customers who were shown offers and accepted none."""
+    log, offers = export_campaign_log(load_config("smoke"), folder / "export", personas=personas)
+    table = pd.read_csv(log)
+    attributes = table.drop(columns=["persona_id", "persona", "offer_id", "accepted"]).iloc[0]
+    refusers = pd.DataFrame([{"persona_id": f"z{i}", "offer_id": table["offer_id"].iloc[i], "accepted": 0,
+                              **attributes} for i in range(no_accept)])
+    raw = pd.concat([table.drop(columns="persona"), refusers], ignore_index=True)
+    raw.to_csv(folder / "raw.csv", index=False)
+    return folder / "raw.csv", offers, table
+
+
+def test_from_a_raw_log_to_ranked_offers_and_a_model_card(project_root, tmp_path, capsys):
+    log, offers, table = raw_log(tmp_path)
     dataset = tmp_path / "my_dataset"
-    assert main(["validate-data", str(log), "--offers", str(offers), "--out", str(dataset)]) == 0
+    assert main(["validate-data", str(log), "--offers", str(offers), "--persona-template", TEMPLATE,
+                 "--out", str(dataset)]) == 0
+    assert "200 personas" in (out := capsys.readouterr().out) and "3 customer(s) dropped" in out
+    card = json.loads((dataset / "data_card.json").read_text())
+    assert card["personas"]["dropped_no_acceptance"] == 3 and card["personas"]["kept"] == 200
+
     flags = ["--profile", "smoke", "--data", str(dataset), "--epochs", "1"]
-    for kind in ("sft", "contrastive"):
-        assert main(["train", "--kind", kind, *flags]) == 0
+    exported = tmp_path / "exported"
+    assert main(["train", "--kind", "sft", *flags]) == 0
+    assert main(["train", "--kind", "contrastive", *flags, "--output-dir", str(exported)]) == 0
+    assert "trained now" in capsys.readouterr().out
+    assert main(["train", "--kind", "contrastive", *flags]) == 0
+    assert "from the cache" in capsys.readouterr().out
     assert main(["evaluate", *flags, "--eval-seeds", "1", "--judge", "learned"]) == 0
 
     cfg = load_config("smoke", data=str(dataset), epochs=1)
     assert cfg.results_dir == project_root / "results" / "smoke" / "data" / "my_dataset"
-    table = pd.read_csv(cfg.results_dir / "acceptance.csv")
-    assert set(table["judge"]) == {"learned"} and "best" not in set(table["system"])
-    assert {"sft", "contrastive", "random", "popular"} <= set(table["system"])
-    assert (table["judged"] == 20).all(), "the 10% test split of 200 personas"
-    decisions = pd.read_csv(cfg.results_dir / "decisions" / "acceptance.csv")
-    catalog = set(pd.read_csv(offers)["offer"])
-    assert decisions["in_catalogue"].eq(decisions["offer"].isin(catalog)).all(), "in catalogue = a catalogue text"
+    result = pd.read_csv(cfg.results_dir / "acceptance.csv")
+    assert set(result["judge"]) == {"learned"} and "best" not in set(result["system"])
+    gain = pd.read_csv(cfg.results_dir / "acceptance_gain.csv")
+    assert "paper" not in result.columns and not gain["judge"].str.contains("paper").any(), "no paper numbers"
     assert not (project_root / "results" / "smoke" / "acceptance.csv").exists(), "the world's results untouched"
-    assert "your data (my_dataset)" in (cfg.results_dir / "acceptance.md").read_text()
+    models = sorted((project_root / "artifacts" / "smoke").glob("model-my_dataset-contrastive-*"))
+    assert len(models) == 1, "named after the data, not the synthetic domain"
+    info = json.loads((models[0] / "final" / "training_info.json").read_text())
+    assert info["provenance"]["data"] == "my_dataset" and info["provenance"]["domain"] is None
 
-    assert main(["evaluate", *flags, "--judge", "simulated"]) == 2
-    assert "does not exist for your own data" in capsys.readouterr().err
-
-    models = sorted((project_root / "artifacts" / "smoke").glob("model-*-contrastive-*"))
-    assert len(models) == 1
     new = tmp_path / "new.csv"
-    pd.DataFrame({"persona_id": ["n1", "n2"], "persona": ["A 30-year-old who travels a lot.",
-                                                          "A retired teacher saving for a house."]}).to_csv(new,
-                                                                                                           index=False)
-    assert main(["offers", "--model", str(models[0]), "--personas", str(new), "--out", str(tmp_path / "o.csv")]) == 0
-    assert pd.read_csv(tmp_path / "o.csv")["offer"].str.len().gt(0).all()
+    people = table.drop_duplicates("persona_id").head(6)
+    people.drop(columns=["persona", "offer_id", "accepted"]).to_csv(new, index=False)
+    ranked_file = tmp_path / "ranked.csv"
+    assert main(["offers", "--model", str(exported), "--personas", str(new), "--persona-template", TEMPLATE,
+                 "--catalog", str(offers), "--top-k", "3", "--out", str(ranked_file)]) == 0
+    ranked = pd.read_csv(ranked_file)
+    assert list(ranked["rank"]) == [1, 2, 3] * 6
+    assert list(ranked["persona"].drop_duplicates()) == list(people["persona"]), "the template gives the text"
+    catalogue = pd.read_csv(offers)
+    model, tokenizer = load_trained(exported)
+    for pid, rows in ranked.groupby("persona_id", sort=False):
+        persona = rows["persona"].iloc[0]
+        sims = pair_similarity(model, tokenizer, [persona] * len(catalogue), catalogue["offer"].tolist())
+        best = np.argsort(-sims, kind="stable")[:3]
+        assert list(rows["offer_id"]) == list(catalogue["offer_id"].iloc[best]), pid
+        assert np.allclose(rows["similarity"], sims[best], atol=1e-5)
+
+    generated_file = tmp_path / "generated.csv"
+    assert main(["offers", "--model", str(exported), "--personas", str(new), "--persona-template", TEMPLATE,
+                 "--out", str(generated_file)]) == 0
+    generated = pd.read_csv(generated_file, keep_default_na=False)
+    by_text = dict(zip(catalogue["offer"], catalogue["offer_id"], strict=True))
+    assert list(generated["in_catalogue"]) == [o in by_text for o in generated["offer"]]
+    assert list(generated["offer_id"]) == [by_text.get(o, "") for o in generated["offer"]]
+
+    assert main(["release", *flags, "--output-dir", str(exported)]) == 0
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard.load(exported / "README.md").data
+    assert (meta.license, meta.library_name, meta.pipeline_tag) == ("mit", "transformers", "text2text-generation")
+    assert "slm4offer" in meta.tags
+    rates = seed_rates(cfg.results_dir, cfg.train_seed).set_index(["system", "judge"])
+    scores = {r.metric_type: r.metric_value for r in meta.eval_results}
+    row = rates.loc[("contrastive", "learned")]
+    assert scores["acceptance"] == round(row["thresholded rate"], 4)
+    assert (scores["acceptance_ci_low"], scores["acceptance_ci_high"]) == (round(row["ci_low"], 4),
+                                                                           round(row["ci_high"], 4))
+    assert all(r.dataset_name == "your data (my_dataset)" for r in meta.eval_results)
+    text = (exported / "README.md").read_text()
+    assert "model.generate(" in text and "score_offers(" in text and "Customer aged" in text
+
+    # plain transformers, in a fresh process where slm4offer cannot be imported, ranks as slm4offer does
+    first = ranked[ranked["persona_id"] == ranked["persona_id"].iloc[0]]
+    script = f"""
+import json, sys
+sys.modules["slm4offer"] = None  # any import of the package fails: the folder must be enough
+from transformers import AutoModelForSeq2SeqLM, AutoTokenizer
+model = AutoModelForSeq2SeqLM.from_pretrained({str(exported)!r}, trust_remote_code=True)
+tokenizer = AutoTokenizer.from_pretrained({str(exported)!r})
+assert model.projection is not None and model.similarity_trained
+offers = [json.loads(line)["offer"] for line in open({str(exported / "catalog.jsonl")!r})]
+print(json.dumps(model.score_offers(tokenizer, {first["persona"].iloc[0]!r}, offers)))
+"""
+    env = {"HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    scores = np.array(json.loads(done.stdout.strip().splitlines()[-1]))
+    assert np.allclose(np.sort(scores)[::-1][:3], first["similarity"], atol=1e-5)
 
 
 def test_data_must_be_a_dataset_folder(tmp_path):
     with pytest.raises(ValueError, match="not a dataset folder"):
         load_config("smoke", data=str(tmp_path))
+
+
+def test_world_settings_are_refused_with_your_own_data(tmp_path, capsys):
+    log, offers, _ = raw_log(tmp_path, personas=40, no_accept=0)
+    dataset = tmp_path / "ds"
+    assert main(["validate-data", str(log), "--offers", str(offers), "--persona-template", TEMPLATE,
+                 "--out", str(dataset)]) == 0
+    assert main(["train", "--kind", "sft", "--profile", "smoke", "--data", str(dataset), "--n-personas", "50",
+                 "--seed", "3"]) == 2
+    assert "--seed, --n-personas: settings of the synthetic world" in capsys.readouterr().err

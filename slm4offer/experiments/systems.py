@@ -74,7 +74,8 @@ def _reranked(kind: str | None) -> Callable[[Config, int, bool], list[str]]:
         scorer = train(kind_config(seeded, "contrastive"), "contrastive", progress=progress)
         chosen, _ = rerank(scorer.model, scorer.tokenizer, list(test["persona"]), candidates,
                            batch_size=cfg.generation_batch_size, max_persona_tokens=cfg.max_persona_tokens,
-                           max_offer_tokens=cfg.max_offer_tokens)
+                           max_offer_tokens=cfg.max_offer_tokens, progress=progress,
+                           desc=f"rerank {'the catalogue' if kind is None else kind + ' beams'}, seed {seed}")
         return chosen
     return offers
 

@@ -58,7 +58,7 @@ def generate_offers(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas
 @torch.inference_mode()
 def pair_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
                     offers: list[str], batch_size: int = 64, max_persona_tokens: int = 512,
-                    max_offer_tokens: int = 512) -> np.ndarray:
+                    max_offer_tokens: int = 512, progress: bool = False, desc: str = "score pairs") -> np.ndarray:
     """Cosine similarity of each (persona, offer) pair in the model's embedding space.
 
     The offer is teacher-forced through the decoder while attending to its persona, exactly as
@@ -68,7 +68,7 @@ def pair_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas
         raise InvalidValue(f"{len(personas)} personas but {len(offers)} offers: pairs must align")
     model.eval()
     sims = []
-    for start in range(0, len(personas), batch_size):
+    for start in tqdm(range(0, len(personas), batch_size), desc=desc, disable=not progress):
         enc = tokenizer(personas[start:start + batch_size], return_tensors="pt", padding=True,
                         truncation=True, max_length=max_persona_tokens).to(model.device)
         labels = tokenizer(offers[start:start + batch_size], return_tensors="pt", padding=True,

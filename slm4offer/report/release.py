@@ -92,8 +92,8 @@ def model_card(cfg: Config, info: dict, results: Path, folder_name: str) -> str:
     """The card's text from the model's training_info, its dataset and the results folder."""
     prov, label = info["provenance"], info["label"]
     rates = seed_rates(results, cfg.train_seed)
+    example = build_dataset(cfg, progress=False)["test"][0]["persona"]  # builds the dataset if it is not cached
     card = load_data_card(cfg.dataset_dir)
-    example = build_dataset(cfg, progress=False)["test"][0]["persona"]
     c = prov["config"]
     data = dataset_label(cfg)
     if cfg.data:
@@ -221,7 +221,7 @@ mean P(accept), an offer outside the catalogue counting as 0.
 def export_model(trained: TrainedModel, out: Path, card: str) -> Path:
     """Write `trained` (weights, tokenizer, provenance, catalogue, model code) and `card` to `out`,
     all or nothing; `out` must be new, empty or an export written before (it is replaced)."""
-    with atomic_dir(replaceable_folder(out, (INFO_FILE, CODE_FILE))) as tmp:
+    with atomic_dir(replaceable_folder(out, (INFO_FILE, "config.json"))) as tmp:
         for name in MODEL_FILES:
             shutil.copyfile(trained.path / name, tmp / name)  # a plain copy: readable by everyone
         shutil.copyfile(offer_t5.__file__, tmp / CODE_FILE)

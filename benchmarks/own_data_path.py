@@ -1,0 +1,109 @@
+"""The README's own-data path, timed: each command run from a cold cache on the smoke profile.
+
+A raw campaign log is made from the smoke world's campaign as it would come from a CRM: attribute
+columns and no persona text, plus customers who were shown offers and accepted nothing. Each
+command of README's "Your own data" section then runs as a separate process in a fresh project
+folder (nothing cached), and its wall time goes to `results/own_data_path.{json,md}` and into the
+README's block between the `own-data-path` markers.
+
+    .venv/bin/python benchmarks/own_data_path.py        # about 3 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "own_data_path.json"
+README = ROOT / "README.md"
+START, END = "<!-- own-data-path: start (benchmarks/own_data_path.py writes this block) -->", \
+    "<!-- own-data-path: end -->"
+TEMPLATE = ("Customer aged {age}, occupation: {occupation}, annual income ${income}, credit score {credit_score}, "
+            "interested in {interests}, describes themselves as a {spending}.")
+COMMANDS = (
+    ("validate", f"slm4offer validate-data log.csv --offers offers.csv --persona-template '{TEMPLATE}' "
+                 "--out my_dataset"),
+    ("train SFT", "slm4offer train --kind sft --profile smoke --data my_dataset"),
+    ("train contrastive, export", "slm4offer train --kind contrastive --profile smoke --data my_dataset "
+                                  "--output-dir my_model"),
+    ("evaluate", "slm4offer evaluate --profile smoke --data my_dataset --judge learned"),
+    ("card with the results", "slm4offer release --profile smoke --data my_dataset --output-dir my_model"),
+    ("rank the catalogue", f"slm4offer offers --model my_model --personas new.csv --persona-template "
+                           f"'{TEMPLATE}' --catalog offers.csv --top-k 3 --out ranked.csv"),
+    ("generate", f"slm4offer offers --model my_model --personas new.csv --persona-template '{TEMPLATE}' "
+                 "--out generated.csv"),
+)
+
+
+def raw_log(folder: Path, refusers: int = 5) -> None:
+    """log.csv (no persona text; `refusers` customers who accepted nothing), offers.csv, new.csv."""
+    sys.path.insert(0, str(ROOT))
+    from slm4offer.config import load_config
+    from slm4offer.data.userdata import export_campaign_log
+
+    log, _ = export_campaign_log(load_config("smoke"), folder)
+    table = pd.read_csv(log)
+    attributes = table.drop(columns=["persona_id", "persona", "offer_id", "accepted"]).iloc[0]
+    extra = pd.DataFrame([{"persona_id": f"refuser{i}", "offer_id": table["offer_id"].iloc[i], "accepted": 0,
+                           **attributes} for i in range(refusers)])
+    pd.concat([table.drop(columns="persona"), extra], ignore_index=True).to_csv(folder / "log.csv", index=False)
+    log.unlink()
+    people = table.drop_duplicates("persona_id").drop(columns=["persona", "offer_id", "accepted"]).head(100)
+    people.to_csv(folder / "new.csv", index=False)
+
+
+def run() -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        raw_log(folder)
+        env = {**os.environ, "SLM4OFFER_ROOT": str(folder)}  # a cold cache: nothing trained yet
+        bin_dir = Path(sys.executable).parent
+        rows = []
+        for step, command in COMMANDS:
+            start = time.perf_counter()
+            done = subprocess.run([str(bin_dir / "slm4offer"), *shlex.split(command)[1:]], cwd=folder, env=env,
+                                  capture_output=True, text=True)
+            seconds = round(time.perf_counter() - start, 1)
+            if done.returncode:
+                raise SystemExit(f"{command}\n{done.stderr[-3000:]}")
+            rows.append({"step": step, "command": command, "seconds": seconds,
+                         "last_line": done.stdout.strip().splitlines()[-1]})
+            print(f"{seconds:7.1f} s  {step}", flush=True)
+        import torch
+
+        from slm4offer.provenance import git_commit
+        return {"rows": rows, "personas_in_log": int(pd.read_csv(folder / "log.csv")["persona_id"].nunique()),
+                "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "git_commit": git_commit()}
+
+
+def readme_block(record: dict) -> str:
+    """The README's block: the commands, each with its time."""
+    lines = [START, "", "```bash"]
+    for row in record["rows"]:
+        lines.append(f"{row['command']}   # {row['seconds']:.0f} s")
+    lines += ["```", "",
+              f"_Measured by `benchmarks/own_data_path.py` on the smoke profile from a cold cache: a log of "
+              f"{record['personas_in_log']} customers, {record['cpus']} cores, commit "
+              f"`{record['git_commit'][:12]}` (`results/own_data_path.json`). `evaluate` trains the second "
+              "training seed's models first, and says so._", "", END]
+    return "\n".join(lines)
+
+
+def write(record: dict) -> None:
+    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    text = README.read_text()
+    head, rest = text.split(START, 1)
+    README.write_text(head + readme_block(record) + rest.split(END, 1)[1])
+
+
+if __name__ == "__main__":
+    write(run())

@@ -1,0 +1,95 @@
+"""What one model of the `paper` profile (T5-Small shape, 30 epochs) costs, from FLOPs counted here.
+
+Builds the paper profile's world and model (nothing is trained), counts the FLOPs of one training
+step (forward, backward) of SFT and of the dual loss on a batch of its examples with torch's
+FlopCounterMode, and the forward FLOPs of one validation batch; multiplies by the profile's steps
+(examples / batch x epochs) and validation batches. The GPU time is then an estimate: counted
+FLOPs divided by a sustained throughput this script cannot measure without a GPU (stated beside
+it; a small model on short sequences sustains far below a GPU's peak). Writes
+`results/paper_estimate.{json,md}` and README's block between the `paper-estimate` markers.
+
+    .venv/bin/python benchmarks/paper_estimate.py        # about 2 minutes on 2 cores
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+from bench_training import count_flops, training_step
+
+from slm4offer.config import load_config
+from slm4offer.data.dataset import build_dataset
+from slm4offer.model.losses import dual_loss, loss_weights
+from slm4offer.model.modeling import build_model, parameter_count, resolve_source
+from slm4offer.model.training import OfferCollator, make_examples, offer_keys, tokenizer_corpus
+from slm4offer.provenance import git_commit
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "paper_estimate.json"
+README = ROOT / "README.md"
+START, END = "<!-- paper-estimate: start (benchmarks/paper_estimate.py writes this block) -->", \
+    "<!-- paper-estimate: end -->"
+# Sustained training throughputs (FLOP/s) the estimate is given at: assumptions, not measurements.
+ASSUMED_RATES = {"40 TFLOP/s (bf16, about 4% of an H100's dense peak)": 40e12,
+                 "120 TFLOP/s (bf16, about 12%)": 120e12}
+
+
+def estimate() -> dict:
+    cfg = load_config("paper")
+    dd = build_dataset(cfg, progress=False)
+    model, tokenizer = build_model(cfg, resolve_source(cfg), tokenizer_texts=tokenizer_corpus(dd["train"]))
+    model.train()
+    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.learning_rate)
+    keys, collate = offer_keys(dd), OfferCollator(tokenizer.pad_token_id)
+    train = make_examples(dd["train"], tokenizer, keys, cfg)
+    valid = make_examples(dd["validation"], tokenizer, keys, cfg, seed_offset=1)
+    batch = collate(train[: cfg.batch_size])
+    per_step = {"sft": count_flops(training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives)),
+                "contrastive": count_flops(training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives))}
+    model.eval()
+    with torch.no_grad():
+        eval_batch = collate(valid[: cfg.batch_size])
+        eval_flops = count_flops(lambda: dual_loss(model, eval_batch, loss_weights(cfg), cfg.tau, cfg.negatives))
+    steps = math.ceil(len(train) / cfg.batch_size) * cfg.epochs
+    eval_batches = math.ceil(len(valid) / cfg.batch_size) * cfg.epochs
+    total = {kind: flops * steps + eval_flops * eval_batches for kind, flops in per_step.items()}
+    return {"parameters": parameter_count(model), "vocab": len(tokenizer), "train_examples": len(train),
+            "validation_examples": len(valid), "batch_size": cfg.batch_size, "epochs": cfg.epochs,
+            "steps": steps, "flops_per_step": per_step, "flops_per_example": {
+                k: v / cfg.batch_size for k, v in per_step.items()},
+            "validation_flops_per_batch": eval_flops, "total_flops": total,
+            "gpu_hours": {name: {k: v / rate / 3600 for k, v in total.items()} for name, rate in ASSUMED_RATES.items()},
+            "git_commit": git_commit(), "torch": torch.__version__}
+
+
+def readme_block(r: dict) -> str:
+    hours = "; ".join(f"at {name}: SFT {h['sft'] * 60:.0f} min, contrastive {h['contrastive'] * 60:.0f} min"
+                      for name, h in r["gpu_hours"].items())
+    return "\n".join([
+        START,
+        f"One `paper`-profile model ({r['parameters'] / 1e6:.1f}M parameters, {r['train_examples']:,} training "
+        f"examples, {r['epochs']} epochs, {r['steps']:,} steps of {r['batch_size']}) is "
+        f"{r['total_flops']['sft'] / 1e15:.0f} PFLOP for SFT and {r['total_flops']['contrastive'] / 1e15:.0f} "
+        f"PFLOP contrastive, counted by torch's FlopCounterMode ({r['flops_per_example']['sft'] / 1e9:.1f} and "
+        f"{r['flops_per_example']['contrastive'] / 1e9:.1f} GFLOP per training example). **Estimated** GPU "
+        f"time per model, {hours}: the rates are assumptions (a model this small on short sequences sustains "
+        "a small share of a GPU's peak), so measure one epoch first. `make all` trains several such models "
+        "(3 seeds of each kind, the ablation variants, the second domain). Measured by "
+        f"`benchmarks/paper_estimate.py` (`results/paper_estimate.json`, commit `{r['git_commit'][:12]}`).",
+        END])
+
+
+def write(record: dict) -> None:
+    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
+    text = README.read_text()
+    head, rest = text.split(START, 1)
+    README.write_text(head + readme_block(record) + rest.split(END, 1)[1])
+
+
+if __name__ == "__main__":
+    sys.setrecursionlimit(10_000)
+    write(estimate())
