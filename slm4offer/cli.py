@@ -10,7 +10,6 @@ keeps its traceback.
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import sys
@@ -35,7 +34,8 @@ EPILOG = """examples:
   torchrun --nproc-per-node 2 -m slm4offer train --kind contrastive   # several processes or GPUs, one global batch
   slm4offer generate --kind sft --profile smoke --num-beams 4
   slm4offer evaluate --profile smoke --judge simulated --judge learned
-  OPENAI_API_KEY=... slm4offer evaluate --profile smoke --judge llm --judge-base-url http://127.0.0.1:8000/v1 --judge-model my-model
+  OPENAI_API_KEY=... slm4offer evaluate --profile smoke --judge llm --judge-base-url http://127.0.0.1:8000/v1 \
+      --judge-model my-model
   slm4offer validate-judge --judge learned --labels my_labels.csv
   slm4offer offers --model my_model --personas new.csv --out offers.csv
   slm4offer offers --model my_model --personas new.csv --catalog offers.csv --top-k 3 --out ranked.csv
@@ -154,7 +154,7 @@ def resolve_path(path: str | Path) -> Path:
 def _config(args: argparse.Namespace) -> Config:
     fields = {f.name: getattr(args, f.name, None) for f in config_fields()}
     if fields.get("data"):
-        fields["data"] = str(resolve_path(fields["data"]))
+        fields["data"] = str(resolve_path(str(fields["data"])))
         ignored = [n for n in WORLD_ONLY if fields.get(n) is not None]
         if ignored:
             raise InvalidValue(f"{', '.join('--' + n.replace('_', '-') for n in ignored)}: settings of the synthetic "
@@ -165,20 +165,25 @@ def _config(args: argparse.Namespace) -> Config:
     return cfg
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse without abbreviations: `--epoch 1` must not silently mean `--epochs 1`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The CLI; `argv` only chooses the profile whose defaults the help shows."""
     defaults = _chosen_profile(argv)
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="slm4offer",
         description="Reproduce SLM4Offer (arXiv 2508.15471): synthesise a customer/offer world, "
                     "train T5 with InfoNCE + cross-entropy, judge the offers it generates.",
-        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter, allow_abbrev=False)
+        epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--log-format", choices=("text", "json"), default="text",
                         help="json: the command's messages and errors as one JSON object per line, for job "
                              "schedulers and log collectors (default: text)")
-    # no abbreviations: `--epoch 1` must not silently mean `--epochs 1`
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
-                                parser_class=functools.partial(argparse.ArgumentParser, allow_abbrev=False))
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=Parser)
 
     synth = sub.add_parser("synthesize", help="build the synthetic dataset (cached by config hash)",
                            description="Synthesise personas, an offer catalog and a historical "

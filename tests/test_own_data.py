@@ -74,7 +74,8 @@ def test_from_a_raw_log_to_ranked_offers_and_a_model_card(project_root, tmp_path
                  "--catalog", str(offers), "--top-k", "3", "--out", str(ranked_file)]) == 0
     ranked = pd.read_csv(ranked_file)
     assert list(ranked["rank"]) == [1, 2, 3] * 6
-    assert list(ranked["persona"].drop_duplicates()) == list(people["persona"]), "the template gives the text"
+    texts = [TEMPLATE.format(**{k: str(v) for k, v in row.items()}) for row in people.to_dict("records")]
+    assert list(ranked["persona"].drop_duplicates()) == texts, "the template gives the text"
     catalogue = pd.read_csv(offers)
     model, tokenizer = load_trained(exported)
     for pid, rows in ranked.groupby("persona_id", sort=False):

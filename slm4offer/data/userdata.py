@@ -225,7 +225,8 @@ def load_user_data(interactions: str | Path, offers: str | Path, persona_templat
     if max_errors < 1:
         raise InvalidValue(f"max_errors={max_errors}: must be >= 1")
     path = Path(interactions)
-    fields = template_fields(persona_template) if persona_template else ()
+    template = persona_template or ""
+    fields = template_fields(template) if template else ()
     required = tuple(c for c in INTERACTION_COLUMNS if c != "persona" or not fields) + fields
     catalog = load_offers(offers)
     text = {o.offer_id: o.text for o in catalog}
@@ -240,7 +241,7 @@ def load_user_data(interactions: str | Path, offers: str | Path, persona_templat
                                       "persona column too: drop the column or the template")
         pid = _text(path, i, "persona_id", rec["persona_id"])
         attrs = {k: _attribute(path, i, k, v) for k, v in rec.items() if k not in INTERACTION_COLUMNS}
-        persona = persona_text(path, i, persona_template, attrs) if fields else _text(path, i, "persona",
+        persona = persona_text(path, i, template, attrs) if fields else _text(path, i, "persona",
                                                                                        rec["persona"])
         oid = _text(path, i, "offer_id", rec["offer_id"])
         accepted = _flag(path, i, rec["accepted"])

@@ -23,6 +23,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from transformers import PreTrainedTokenizerBase
 
 from slm4offer.cache import CATALOG_FILE
 from slm4offer.data.dataset import load_catalog
@@ -43,12 +44,13 @@ DEFAULT_MAX_OFFER_TOKENS = 64
 def read_personas(path: str | Path, persona_template: str | None = None) -> list[dict]:
     """The rows of a personas file; one `DataValidationError` names the file, row and field."""
     path = Path(path)
-    fields = template_fields(persona_template) if persona_template else ()
+    template = persona_template or ""
+    fields = template_fields(template) if template else ()
     rows: list[dict] = []
     first_row: dict[str, int] = {}
     for number, row in read_records(path, ("persona_id", *fields) if fields else PERSONA_COLUMNS):
         if fields:
-            row = {**row, "persona": persona_text(path, number, persona_template, row)}
+            row = {**row, "persona": persona_text(path, number, template, row)}
         for field in PERSONA_COLUMNS:
             if not str(row[field] or "").strip():
                 raise DataValidationError(path, number, field, "is empty")
@@ -97,7 +99,7 @@ def check_similarity_trained(model: OfferT5, folder: Path, use: str) -> None:
                         "contrastive model, or generate without --rerank.")
 
 
-def _load(model_dir: str | Path, device: str) -> tuple[Path, OfferT5, object]:
+def _load(model_dir: str | Path, device: str) -> tuple[Path, OfferT5, PreTrainedTokenizerBase]:
     folder = model_folder(model_dir)
     model, tokenizer = load_trained(folder)
     model.to(resolve_device(device))  # type: ignore[arg-type]  # transformers types `to` for models only
