@@ -3,7 +3,7 @@
 A raw campaign log is made from the smoke world's campaign as it would come from a CRM: attribute
 columns and no persona text, plus customers who were shown offers and accepted nothing. Each
 command of README's "Your own data" section then runs as a separate process in a fresh project
-folder (nothing cached), and its wall time goes to `results/own_data_path.{json,md}` and into the
+folder (nothing cached), and its wall time goes to `results/own_data_path.json` and into the
 README's block between the `own-data-path` markers.
 
     .venv/bin/python benchmarks/own_data_path.py        # about 3 minutes on 2 cores
@@ -11,7 +11,6 @@ README's block between the `own-data-path` markers.
 
 from __future__ import annotations
 
-import json
 import os
 import shlex
 import subprocess
@@ -21,12 +20,10 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from readme_blocks import ROOT, write_result
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "own_data_path.json"
-README = ROOT / "README.md"
-START, END = "<!-- own-data-path: start (benchmarks/own_data_path.py writes this block) -->", \
-    "<!-- own-data-path: end -->"
+NAME, SCRIPT = "own-data-path", "benchmarks/own_data_path.py"
 TEMPLATE = ("Customer aged {age}, occupation: {occupation}, annual income ${income}, credit score {credit_score}, "
             "interested in {interests}, describes themselves as a {spending}.")
 COMMANDS = (
@@ -46,7 +43,6 @@ COMMANDS = (
 
 def raw_log(folder: Path, refusers: int = 5) -> None:
     """log.csv (no persona text; `refusers` customers who accepted nothing), offers.csv, new.csv."""
-    sys.path.insert(0, str(ROOT))
     from slm4offer.config import load_config
     from slm4offer.data.userdata import export_campaign_log
 
@@ -87,23 +83,19 @@ def run() -> dict:
 
 def readme_block(record: dict) -> str:
     """The README's block: the commands, each with its time."""
-    lines = [START, "", "```bash"]
+    lines = ["", "```bash"]
     for row in record["rows"]:
         lines.append(f"{row['command']}   # {row['seconds']:.0f} s")
     lines += ["```", "",
               f"_Measured by `benchmarks/own_data_path.py` on the smoke profile from a cold cache: a log of "
               f"{record['personas_in_log']} customers, {record['cpus']} cores, commit "
               f"`{record['git_commit'][:12]}` (`results/own_data_path.json`). `evaluate` trains the second "
-              "training seed's models first, and says so._", "", END]
+              "training seed's models first, and says so._", ""]
     return "\n".join(lines)
 
 
-def write(record: dict) -> None:
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    text = README.read_text()
-    head, rest = text.split(START, 1)
-    README.write_text(head + readme_block(record) + rest.split(END, 1)[1])
 
 
 if __name__ == "__main__":
-    write(run())
+    record = run()
+    write_result(record, RESULTS, readme_block(record), NAME, SCRIPT)

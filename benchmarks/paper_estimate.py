@@ -6,20 +6,18 @@ FlopCounterMode, and the forward FLOPs of one validation batch; multiplies by th
 (examples / batch x epochs) and validation batches. The GPU time is then an estimate: counted
 FLOPs divided by a sustained throughput this script cannot measure without a GPU (stated beside
 it; a small model on short sequences sustains far below a GPU's peak). Writes
-`results/paper_estimate.{json,md}` and README's block between the `paper-estimate` markers.
+`results/paper_estimate.json` and README's block between the `paper-estimate` markers.
 
     .venv/bin/python benchmarks/paper_estimate.py        # about 2 minutes on 2 cores
 """
 
 from __future__ import annotations
 
-import json
 import math
-import sys
-from pathlib import Path
 
 import torch
 from bench_training import count_flops, training_step
+from readme_blocks import ROOT, write_result
 
 from slm4offer.config import load_config
 from slm4offer.data.dataset import build_dataset
@@ -28,11 +26,8 @@ from slm4offer.model.modeling import build_model, parameter_count, resolve_sourc
 from slm4offer.model.training import OfferCollator, make_examples, offer_keys, tokenizer_corpus
 from slm4offer.provenance import git_commit
 
-ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "results" / "paper_estimate.json"
-README = ROOT / "README.md"
-START, END = "<!-- paper-estimate: start (benchmarks/paper_estimate.py writes this block) -->", \
-    "<!-- paper-estimate: end -->"
+NAME, SCRIPT = "paper-estimate", "benchmarks/paper_estimate.py"
 # Sustained training throughputs (FLOP/s) the estimate is given at: assumptions, not measurements.
 ASSUMED_RATES = {"40 TFLOP/s (bf16, about 4% of an H100's dense peak)": 40e12,
                  "120 TFLOP/s (bf16, about 12%)": 120e12}
@@ -69,8 +64,7 @@ def estimate() -> dict:
 def readme_block(r: dict) -> str:
     hours = "; ".join(f"at {name}: SFT {h['sft'] * 60:.0f} min, contrastive {h['contrastive'] * 60:.0f} min"
                       for name, h in r["gpu_hours"].items())
-    return "\n".join([
-        START,
+    return (
         f"One `paper`-profile model ({r['parameters'] / 1e6:.1f}M parameters, {r['train_examples']:,} training "
         f"examples, {r['epochs']} epochs, {r['steps']:,} steps of {r['batch_size']}) is "
         f"{r['total_flops']['sft'] / 1e15:.0f} PFLOP for SFT and {r['total_flops']['contrastive'] / 1e15:.0f} "
@@ -79,17 +73,9 @@ def readme_block(r: dict) -> str:
         f"time per model, {hours}: the rates are assumptions (a model this small on short sequences sustains "
         "a small share of a GPU's peak), so measure one epoch first. `make all` trains several such models "
         "(3 seeds of each kind, the ablation variants, the second domain). Measured by "
-        f"`benchmarks/paper_estimate.py` (`results/paper_estimate.json`, commit `{r['git_commit'][:12]}`).",
-        END])
-
-
-def write(record: dict) -> None:
-    RESULTS.write_text(json.dumps(record, indent=2) + "\n")
-    text = README.read_text()
-    head, rest = text.split(START, 1)
-    README.write_text(head + readme_block(record) + rest.split(END, 1)[1])
+        f"`benchmarks/paper_estimate.py` (`results/paper_estimate.json`, commit `{r['git_commit'][:12]}`).")
 
 
 if __name__ == "__main__":
-    sys.setrecursionlimit(10_000)
-    write(estimate())
+    record = estimate()
+    write_result(record, RESULTS, readme_block(record), NAME, SCRIPT)
