@@ -27,16 +27,15 @@ NAME, SCRIPT = "own-data-path", "benchmarks/own_data_path.py"
 TEMPLATE = ("Customer aged {age}, occupation: {occupation}, annual income ${income}, credit score {credit_score}, "
             "interested in {interests}, describes themselves as a {spending}.")
 COMMANDS = (
-    ("validate", f"slm4offer validate-data log.csv --offers offers.csv --persona-template '{TEMPLATE}' "
-                 "--out my_dataset"),
+    ("validate", "slm4offer validate-data log.csv --offers offers.csv --persona-template \"$T\" --out my_dataset"),
     ("train SFT", "slm4offer train --kind sft --profile smoke --data my_dataset"),
     ("train contrastive, export", "slm4offer train --kind contrastive --profile smoke --data my_dataset "
                                   "--output-dir my_model"),
     ("evaluate", "slm4offer evaluate --profile smoke --data my_dataset --judge learned"),
     ("card with the results", "slm4offer release --profile smoke --data my_dataset --output-dir my_model"),
-    ("rank the catalogue", f"slm4offer offers --model my_model --personas new.csv --persona-template "
-                           f"'{TEMPLATE}' --catalog offers.csv --top-k 3 --out ranked.csv"),
-    ("generate", f"slm4offer offers --model my_model --personas new.csv --persona-template '{TEMPLATE}' "
+    ("rank the catalogue", "slm4offer offers --model my_model --personas new.csv --persona-template \"$T\" "
+                           "--catalog offers.csv --top-k 3 --out ranked.csv"),
+    ("generate", "slm4offer offers --model my_model --personas new.csv --persona-template \"$T\" "
                  "--out generated.csv"),
 )
 
@@ -66,24 +65,25 @@ def run() -> dict:
         rows = []
         for step, command in COMMANDS:
             start = time.perf_counter()
-            done = subprocess.run([str(bin_dir / "slm4offer"), *shlex.split(command)[1:]], cwd=folder, env=env,
+            argv = shlex.split(command.replace('"$T"', shlex.quote(TEMPLATE)))
+            done = subprocess.run([str(bin_dir / "slm4offer"), *argv[1:]], cwd=folder, env=env,
                                   capture_output=True, text=True)
             seconds = round(time.perf_counter() - start, 1)
             if done.returncode:
                 raise SystemExit(f"{command}\n{done.stderr[-3000:]}")
-            rows.append({"step": step, "command": command, "seconds": seconds,
-                         "last_line": done.stdout.strip().splitlines()[-1]})
+            rows.append({"step": step, "command": command, "seconds": seconds})
             print(f"{seconds:7.1f} s  {step}", flush=True)
         import torch
 
         from slm4offer.provenance import git_commit
-        return {"rows": rows, "personas_in_log": int(pd.read_csv(folder / "log.csv")["persona_id"].nunique()),
+        customers = int(pd.read_csv(folder / "log.csv")["persona_id"].nunique())
+        return {"template": TEMPLATE, "rows": rows, "personas_in_log": customers,
                 "threads": torch.get_num_threads(), "cpus": os.cpu_count(), "git_commit": git_commit()}
 
 
 def readme_block(record: dict) -> str:
     """The README's block: the commands, each with its time."""
-    lines = ["", "```bash"]
+    lines = ["", "```bash", f"T={shlex.quote(record['template'])}"]
     for row in record["rows"]:
         lines.append(f"{row['command']}   # {row['seconds']:.0f} s")
     lines += ["```", "",

@@ -28,9 +28,11 @@ from slm4offer.provenance import git_commit
 
 RESULTS = ROOT / "results" / "paper_estimate.json"
 NAME, SCRIPT = "paper-estimate", "benchmarks/paper_estimate.py"
-# Sustained training throughputs (FLOP/s) the estimate is given at: assumptions, not measurements.
-ASSUMED_RATES = {"40 TFLOP/s (bf16, about 4% of an H100's dense peak)": 40e12,
-                 "120 TFLOP/s (bf16, about 12%)": 120e12}
+# What the GPU time estimate assumes (nothing here can measure a GPU): a sustained bf16 rate for the
+# counted FLOPs, and a fixed cost per optimiser step and per validation batch (kernel launches,
+# optimiser, data loading), which dominates for a model this small on short sequences.
+ASSUMED_FLOPS_PER_S = 40e12  # about 4% of an H100's dense bf16 peak
+ASSUMED_SECONDS_PER_STEP = 0.025
 
 
 def estimate() -> dict:
@@ -57,23 +59,26 @@ def estimate() -> dict:
             "steps": steps, "flops_per_step": per_step, "flops_per_example": {
                 k: v / cfg.batch_size for k, v in per_step.items()},
             "validation_flops_per_batch": eval_flops, "total_flops": total,
-            "gpu_hours": {name: {k: v / rate / 3600 for k, v in total.items()} for name, rate in ASSUMED_RATES.items()},
+            "assumed_flops_per_s": ASSUMED_FLOPS_PER_S, "assumed_seconds_per_step": ASSUMED_SECONDS_PER_STEP,
+            "estimated_gpu_minutes": {k: (v / ASSUMED_FLOPS_PER_S + (steps + eval_batches) * ASSUMED_SECONDS_PER_STEP)
+                                      / 60 for k, v in total.items()},
             "git_commit": git_commit(), "torch": torch.__version__}
 
 
 def readme_block(r: dict) -> str:
-    hours = "; ".join(f"at {name}: SFT {h['sft'] * 60:.0f} min, contrastive {h['contrastive'] * 60:.0f} min"
-                      for name, h in r["gpu_hours"].items())
+    minutes = r["estimated_gpu_minutes"]
     return (
         f"One `paper`-profile model ({r['parameters'] / 1e6:.1f}M parameters, {r['train_examples']:,} training "
         f"examples, {r['epochs']} epochs, {r['steps']:,} steps of {r['batch_size']}) is "
-        f"{r['total_flops']['sft'] / 1e15:.0f} PFLOP for SFT and {r['total_flops']['contrastive'] / 1e15:.0f} "
-        f"PFLOP contrastive, counted by torch's FlopCounterMode ({r['flops_per_example']['sft'] / 1e9:.1f} and "
-        f"{r['flops_per_example']['contrastive'] / 1e9:.1f} GFLOP per training example). **Estimated** GPU "
-        f"time per model, {hours}: the rates are assumptions (a model this small on short sequences sustains "
-        "a small share of a GPU's peak), so measure one epoch first. `make all` trains several such models "
-        "(3 seeds of each kind, the ablation variants, the second domain). Measured by "
-        f"`benchmarks/paper_estimate.py` (`results/paper_estimate.json`, commit `{r['git_commit'][:12]}`).")
+        f"{r['total_flops']['sft'] / 1e15:.1f} PFLOP for SFT and {r['total_flops']['contrastive'] / 1e15:.1f} "
+        f"PFLOP contrastive, validation included, counted by torch's FlopCounterMode "
+        f"({r['flops_per_example']['sft'] / 1e9:.1f} and {r['flops_per_example']['contrastive'] / 1e9:.1f} GFLOP "
+        f"per training example). **Estimated** GPU time per model: about {minutes['sft']:.0f} minutes (SFT) and "
+        f"{minutes['contrastive']:.0f} minutes (contrastive), assuming {r['assumed_flops_per_s'] / 1e12:.0f} TFLOP/s "
+        f"sustained in bf16 and {1000 * r['assumed_seconds_per_step']:.0f} ms of fixed cost per step; both are "
+        "assumptions (at this size the per-step cost dominates), so time one epoch before planning a run. "
+        f"Measured by `benchmarks/paper_estimate.py` (`results/paper_estimate.json`, commit "
+        f"`{r['git_commit'][:12]}`).")
 
 
 if __name__ == "__main__":
