@@ -347,11 +347,11 @@ def _validate_data(args: argparse.Namespace) -> int:
                                        args.test_fraction, args.seed, **settings)
     else:
         user = load_user_data(args.interactions, args.offers, **settings)
+    dropped = user.dropped_ids
     say(f"valid: {len(user.rows)} personas, {len(user.catalog)} offers, "
-          f"{sum(len(r['accepted_offer_ids']) for r in user.rows)} accepted; "
-          f"{len(user.dropped_ids)} customer(s) dropped (accepted nothing"
-          + (f": {', '.join(user.dropped_ids[:5])}{', ...' if len(user.dropped_ids) > 5 else ''})" if user.dropped_ids
-             else ")"))
+        f"{sum(len(r['accepted_offer_ids']) for r in user.rows)} accepted; {len(dropped)} customer(s) dropped "
+        f"(accepted nothing{': ' + ', '.join(dropped[:5]) + (', ...' if len(dropped) > 5 else '') if dropped else ''})",
+        dropped=len(dropped))
     if args.out:
         say(f"dataset written to {out}\nnext: slm4offer train --kind contrastive --data {out}")
     return 0
@@ -407,7 +407,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     for judge, r in res.table.groupby("judge", sort=False)[["errors", "judged"]].sum().iterrows():
         items = r["errors"] + r["judged"]
         say(f"{judge} judge: {r['errors']} of {items} items ended in an error "
-              f"({r['errors'] / max(items, 1):.1%} error share; errors are not counted as verdicts)")
+            f"({r['errors'] / max(items, 1):.1%} error share; errors are not counted as verdicts)")
     say(f"written to {cfg.results_dir} and {cfg.figures_dir}")
     return 0
 

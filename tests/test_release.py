@@ -33,6 +33,7 @@ def test_the_model_card_is_the_one_the_committed_results_give(monkeypatch, proje
         "slm4offer release rewrites it"
     meta = ModelCard.load(MODEL / "README.md").data
     assert (meta.license, meta.library_name, meta.pipeline_tag) == ("mit", "transformers", "text2text-generation")
+    assert meta.model_name == MODEL.name
     rates = seed_rates(ROOT / "results", cfg.train_seed).set_index(["system", "judge"])
     for judge in ("simulated", "learned"):
         got = {r.metric_type: r.metric_value for r in meta.eval_results if r.metric_name.endswith(f"{judge} judge")}

@@ -77,11 +77,11 @@ def card_metadata(name: str, data: str, label: str, rates: pd.DataFrame | None) 
     results = []
     if rates is not None:
         for _, r in rates[rates["system"] == label].iterrows():
-            for metric, column, name in CARD_METRICS:
+            for metric, column, about in CARD_METRICS:
                 results.append(EvalResult(
                     task_type="text2text-generation", dataset_type="slm4offer", dataset_name=data,
                     dataset_split="test", metric_type=metric, metric_value=round(float(r[column]), 4),
-                    metric_name=f"{name}, {r['judge']} judge"))
+                    metric_name=f"{about}, {r['judge']} judge"))
     meta = ModelCardData(license=LICENSE, library_name="transformers", pipeline_tag="text2text-generation",
                          tags=["t5", "marketing", "personalisation", "contrastive-learning", "infonce", "slm4offer"],
                          model_name=name, eval_results=results or None)
@@ -111,6 +111,12 @@ def model_card(cfg: Config, info: dict, results: Path, folder_name: str) -> str:
                   f"an InfoNCE term that pulls each persona towards the offers it accepted and away from those it "
                   f"rejected (λ = {c['lam']}, τ = {c['tau']}, negatives {c['negatives']}). Its learned similarity "
                   "also ranks a catalogue for a persona.")
+    ranks = label != "sft"
+    rank_command = (f"\nslm4offer offers --model {folder_name} --personas new.csv --catalog offers.csv --top-k 3 "
+                    "--out ranked.csv") if ranks else ""
+    rank_code = (f"\n\ncatalogue = [json.loads(line)[\"offer\"] for line in open(\"{folder_name}/{CATALOG_FILE}\")]"
+                 "\nscores = model.score_offers(tokenizer, persona, catalogue)  # what `offers --catalog` ranks by"
+                 "\nprint(sorted(zip(scores, catalogue), reverse=True)[:3])") if ranks else ""
     start = ("T5 initialised from scratch, not T5-Small" if info["source_kind"] == "scratch"
              else f"initialised from {info['source']['location']}")
     return card_metadata(folder_name, data, label, rates) + f"""
@@ -153,8 +159,7 @@ a baseline to fine-tune further on your own campaign data, a fixture for tests a
 ## Use
 
 ```bash
-slm4offer offers --model {folder_name} --personas new.csv --out offers.csv                 # generate
-slm4offer offers --model {folder_name} --personas new.csv --catalog offers.csv --top-k 3 --out ranked.csv
+slm4offer offers --model {folder_name} --personas new.csv --out offers.csv                 # generate{rank_command}
 ```
 
 With transformers alone (`offer_t5.py` in this folder holds the model class; nothing else to install):
@@ -166,11 +171,7 @@ model = AutoModelForSeq2SeqLM.from_pretrained("{folder_name}", trust_remote_code
 tokenizer = AutoTokenizer.from_pretrained("{folder_name}")
 persona = {json.dumps(example, ensure_ascii=False)}
 ids = model.generate(**tokenizer([persona], return_tensors="pt"), max_new_tokens={c['max_offer_tokens']})
-print(tokenizer.batch_decode(ids, skip_special_tokens=True)[0])
-
-catalogue = [json.loads(line)["offer"] for line in open("{folder_name}/{CATALOG_FILE}")]
-scores = model.score_offers(tokenizer, persona, catalogue)  # the learned similarity, as in training
-print(sorted(zip(scores, catalogue), reverse=True)[:3])
+print(tokenizer.batch_decode(ids, skip_special_tokens=True)[0]){rank_code}
 ```
 
 Licence: MIT, as the repository.
