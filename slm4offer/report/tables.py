@@ -37,7 +37,8 @@ def caption(cfg: Config, run: AcceptanceRun, commit: str, figure: bool = False) 
             f"{', '.join(sorted(set(run.decisions['judge'])))}; accept when P(accept) ≥ {cfg.accept_threshold}; "
             f"rerankers: the contrastive model of the same seed, {cfg.baseline_candidates} beam candidates). "
             f"{spread}CIs: percentile bootstrap over training seeds and personas together "
-            f"({metrics.N_RESAMPLES} resamples). Paper: pretrained T5-Small judged by an LLM. Commit {commit}.")
+            f"({metrics.N_RESAMPLES} resamples). {'' if cfg.data else 'Paper: pretrained T5-Small judged by an LLM. '}"
+            f"Commit {commit}.")
 
 
 def metric_legend(threshold: float) -> str:
