@@ -343,10 +343,11 @@ def _validate_data(args: argparse.Namespace) -> int:
         for name in ("val_fraction", "test_fraction"):
             if not 0 < getattr(args, name) < 0.5:
                 raise InvalidValue(f"--{name.replace('_', '-')} {getattr(args, name)}: must be in (0, 0.5)")
-        out, user = build_user_dataset(args.interactions, args.offers, resolve_path(args.out), args.val_fraction,
-                                       args.test_fraction, args.seed, **settings)
+        out, user = build_user_dataset(resolve_path(args.interactions), resolve_path(args.offers),
+                                       resolve_path(args.out), args.val_fraction, args.test_fraction, args.seed,
+                                       **settings)
     else:
-        user = load_user_data(args.interactions, args.offers, **settings)
+        user = load_user_data(resolve_path(args.interactions), resolve_path(args.offers), **settings)
     dropped = user.dropped_ids
     say(f"valid: {len(user.rows)} personas, {len(user.catalog)} offers, "
         f"{sum(len(r['accepted_offer_ids']) for r in user.rows)} accepted; {len(dropped)} customer(s) dropped "

@@ -2,6 +2,7 @@
 
 import json
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -62,3 +63,29 @@ def test_read_personas_rejects_duplicates_and_missing_columns(tmp_path):
         read_personas(missing)
     with pytest.raises(ValueError, match="must end in .csv or .jsonl"):
         write_offers([{"offer": "x"}], tmp_path / "o.txt")
+
+
+def test_catalogue_similarity_equals_pair_scores_in_any_block_size(project_root):
+    from slm4offer.data.dataset import load_catalog
+    from slm4offer.model.generation import catalogue_similarity, pair_similarity
+
+    cfg = load_config("smoke", epochs=1)
+    model = train(cfg, "contrastive", progress=False)
+    personas = build_dataset(cfg, progress=False)["test"]["persona"][:3]
+    offers = [o.text for o in load_catalog(cfg.dataset_dir)][:7]
+    expected = pair_similarity(model.model, model.tokenizer, [p for p in personas for _ in offers], offers * 3)
+    for pairs in (2048, 5, 1):  # one block; offers split in blocks of 5; one pair at a time
+        got = catalogue_similarity(model.model, model.tokenizer, personas, offers, pairs_per_batch=pairs)
+        assert got.shape == (3, 7) and np.allclose(got.ravel(), expected, atol=1e-5), pairs
+
+
+def test_ranking_and_reranking_refuse_an_sft_model(project_root, tmp_path, capsys):
+    cfg = load_config("smoke", epochs=1)
+    sft = train(cfg, "sft", progress=False)
+    personas = tmp_path / "p.csv"
+    personas.write_text("persona_id,persona\na,likes travel\n")
+    for extra in (["--rerank", "2"], ["--catalog", str(tmp_path / "unused.csv")]):
+        assert main(["offers", "--model", str(sft.path), "--personas", str(personas), "--out",
+                     str(tmp_path / "o.csv"), *extra]) == 2
+        assert "the SFT baseline, whose similarity comes from an untrained projection" in capsys.readouterr().err
+    assert not (tmp_path / "o.csv").exists()

@@ -83,16 +83,21 @@ def catalogue_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, per
                          offers: list[str], pairs_per_batch: int = 2048, max_persona_tokens: int = 512,
                          max_offer_tokens: int = 512, progress: bool = False) -> np.ndarray:
     """(personas, offers): every persona's similarity with every offer of a catalogue, as
-    `pair_similarity` scores one pair, with each persona encoded once."""
+    `pair_similarity` scores one pair, with each persona encoded once per block of offers. At most
+    `pairs_per_batch` pairs are decoded at once, however large the catalogue."""
     model.eval()
-    lab = tokenizer(offers, return_tensors="pt", padding=True, truncation=True, max_length=max_offer_tokens)
-    labels = lab["input_ids"].masked_fill(lab["attention_mask"] == 0, IGNORE_INDEX).to(model.device)
-    step = max(1, pairs_per_batch // max(1, len(offers)))
+    blocks = []
+    for start in range(0, len(offers), pairs_per_batch):
+        lab = tokenizer(offers[start:start + pairs_per_batch], return_tensors="pt", padding=True, truncation=True,
+                        max_length=max_offer_tokens)
+        blocks.append(lab["input_ids"].masked_fill(lab["attention_mask"] == 0, IGNORE_INDEX).to(model.device))
+    step = max(1, pairs_per_batch // max(1, min(len(offers), pairs_per_batch)))
     rows = []
     for chunk in tqdm(list(_batches(personas, step)), desc="rank the catalogue", disable=not progress):
         enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
                         max_length=max_persona_tokens).to(model.device)
-        rows.append(model.similarity_matrix(enc["input_ids"], enc["attention_mask"], labels).cpu().numpy())
+        rows.append(np.concatenate([model.similarity_matrix(enc["input_ids"], enc["attention_mask"], labels)
+                                    .cpu().numpy() for labels in blocks], axis=1))
     return np.concatenate(rows) if rows else np.zeros((0, len(offers)))
 
 
