@@ -15,6 +15,7 @@ import pytest
 from slm4offer.cli import main
 from slm4offer.config import load_config
 from slm4offer.data.userdata import export_campaign_log
+from slm4offer.experiments.acceptance import offer_reader
 from slm4offer.model.generation import pair_similarity
 from slm4offer.model.modeling import load_trained
 from slm4offer.report.release import seed_rates
@@ -89,9 +90,9 @@ def test_from_a_raw_log_to_ranked_offers_and_a_model_card(project_root, tmp_path
     assert main(["offers", "--model", str(exported), "--personas", str(new), "--persona-template", TEMPLATE,
                  "--out", str(generated_file)]) == 0
     generated = pd.read_csv(generated_file, keep_default_na=False)
-    by_text = dict(zip(catalogue["offer"], catalogue["offer_id"], strict=True))
-    assert list(generated["in_catalogue"]) == [o in by_text for o in generated["offer"]]
-    assert list(generated["offer_id"]) == [by_text.get(o, "") for o in generated["offer"]]
+    read = offer_reader(cfg)  # the acceptance table's rule: the same offer ids and in-catalogue flags
+    assert list(generated["in_catalogue"]) == [read(o)[2] for o in generated["offer"]]
+    assert list(generated["offer_id"]) == [read(o)[0] or "" for o in generated["offer"]]
 
     assert main(["release", *flags, "--output-dir", str(exported)]) == 0
     from huggingface_hub import ModelCard

@@ -136,6 +136,12 @@ def _text(path: Path, line: int, field: str, value) -> str:
     return value
 
 
+def offer_key(text: str) -> str:
+    """What makes two offer texts the same offer when no slots can be read back: the words, with
+    spacing and case aside."""
+    return " ".join(text.lower().split())
+
+
 def outcome(value) -> bool | None:
     """True (accepted) or False (rejected) in the one vocabulary of `ACCEPTED` / `REJECTED` (JSON
     booleans and the integers 1 / 0 too); None for anything else."""
@@ -241,8 +247,7 @@ def load_user_data(interactions: str | Path, offers: str | Path, persona_templat
                                       "persona column too: drop the column or the template")
         pid = _text(path, i, "persona_id", rec["persona_id"])
         attrs = {k: _attribute(path, i, k, v) for k, v in rec.items() if k not in INTERACTION_COLUMNS}
-        persona = persona_text(path, i, template, attrs) if fields else _text(path, i, "persona",
-                                                                                       rec["persona"])
+        persona = persona_text(path, i, template, attrs) if fields else _text(path, i, "persona", rec["persona"])
         oid = _text(path, i, "offer_id", rec["offer_id"])
         accepted = _flag(path, i, rec["accepted"])
         if oid not in text:

@@ -15,6 +15,7 @@ import pandas as pd
 
 from slm4offer.config import Config
 from slm4offer.data.dataset import build_dataset, load_catalog
+from slm4offer.data.userdata import offer_key
 from slm4offer.data.world import parse_offer
 from slm4offer.domains import load_domain
 from slm4offer.experiments import metrics
@@ -103,10 +104,10 @@ def offer_reader(cfg: Config):
     catalogue offer's (spacing and case aside)."""
     catalog = load_catalog(cfg.dataset_dir)
     if cfg.data:
-        by_text = {" ".join(o.text.lower().split()): o.offer_id for o in catalog}
+        by_text = {offer_key(o.text): o.offer_id for o in catalog}
 
         def read(text: str) -> tuple[str | None, bool, bool]:
-            oid = by_text.get(" ".join(text.lower().split()))
+            oid = by_text.get(offer_key(text))
             return oid, oid is not None, oid is not None
         return read
     domain, ids = load_domain(cfg.domain), {o.offer_id for o in catalog}

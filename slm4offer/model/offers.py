@@ -8,8 +8,9 @@ suffix (.csv or .jsonl).
 Two ways to choose offers:
 - generate (`offers_for`): greedy, or with `rerank = N` the beam candidate closest to the persona
   in the model's learned embedding space. Each offer gets `offer_id` and `in_catalogue` from the
-  catalogue the model was trained on (or the one given): empty / False for text the catalogue
-  does not contain, which a customer cannot be sent as it is.
+  catalogue the model was trained on (or the one given), matched by text with spacing and case
+  aside, as the acceptance table matches your own data's offers: empty / False for text the
+  catalogue does not contain, which a customer cannot be sent as it is.
 - rank the catalogue (`rank_catalogue`): every catalogue offer scored by the same similarity, the
   `top_k` best kept per persona; the acceptance table's "catalog by similarity" system.
 Both rely on the similarity only when a contrastive term trained it: an SFT model is refused.
@@ -27,7 +28,14 @@ from transformers import PreTrainedTokenizerBase
 
 from slm4offer.cache import CATALOG_FILE
 from slm4offer.data.dataset import load_catalog
-from slm4offer.data.userdata import DataValidationError, load_offers, persona_text, read_records, template_fields
+from slm4offer.data.userdata import (
+    DataValidationError,
+    load_offers,
+    offer_key,
+    persona_text,
+    read_records,
+    template_fields,
+)
 from slm4offer.data.world import Offer
 from slm4offer.errors import CannotRun, InvalidValue, MissingFile
 from slm4offer.files import write_text
@@ -116,7 +124,7 @@ def offers_for(model_dir: str | Path, personas: list[dict], rerank_candidates: i
     if rerank_candidates:
         check_similarity_trained(model, folder, "--rerank")
     offers = model_catalogue(folder, catalog)
-    ids = {o.text: o.offer_id for o in offers} if offers is not None else None
+    ids = {offer_key(o.text): o.offer_id for o in offers} if offers is not None else None
     texts = [row["persona"] for row in personas]
     n = max(rerank_candidates, 1)
     candidates = generate_offers(model, tokenizer, texts, max_offer_tokens(folder), num_beams=n,
@@ -126,8 +134,8 @@ def offers_for(model_dir: str | Path, personas: list[dict], rerank_candidates: i
         extra = [{"similarity": max(s), "candidates": c} for s, c in zip(scores, candidates, strict=True)]
     else:
         chosen, extra = [c[0] for c in candidates], [{} for _ in candidates]
-    catalogue = ({} if ids is None else {"offer_id": ids.get(offer, ""), "in_catalogue": offer in ids}
-                 for offer in chosen)
+    keys = [offer_key(offer) for offer in chosen]
+    catalogue = ({} if ids is None else {"offer_id": ids.get(k, ""), "in_catalogue": k in ids} for k in keys)
     return [{**row, "offer": offer, **cat, **more}
             for row, offer, cat, more in zip(personas, chosen, catalogue, extra, strict=True)]
 
