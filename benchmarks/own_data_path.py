@@ -40,18 +40,26 @@ COMMANDS = (
 )
 
 
-def raw_log(folder: Path, refusers: int = 5) -> None:
-    """log.csv (no persona text; `refusers` customers who accepted nothing), offers.csv, new.csv."""
+def raw_campaign_log(folder: Path, personas: int | None = None,
+                     refusers: int = 5) -> tuple[Path, Path, pd.DataFrame]:
+    """A smoke-world campaign as a CRM would export it: `log.csv` with attribute columns and no persona
+    text, plus `refusers` customers shown offers who accepted none, and the catalogue `offers.csv`.
+    Returns both files and the world's own log (persona texts included)."""
     from slm4offer.config import load_config
     from slm4offer.data.userdata import export_campaign_log
 
-    log, _ = export_campaign_log(load_config("smoke"), folder)
-    table = pd.read_csv(log)
+    world_log, offers = export_campaign_log(load_config("smoke"), folder, personas=personas)
+    table = pd.read_csv(world_log)
     attributes = table.drop(columns=["persona_id", "persona", "offer_id", "accepted"]).iloc[0]
     extra = pd.DataFrame([{"persona_id": f"refuser{i}", "offer_id": table["offer_id"].iloc[i], "accepted": 0,
                            **attributes} for i in range(refusers)])
     pd.concat([table.drop(columns="persona"), extra], ignore_index=True).to_csv(folder / "log.csv", index=False)
-    log.unlink()
+    return folder / "log.csv", offers, table
+
+
+def raw_log(folder: Path) -> None:
+    """log.csv and offers.csv (`raw_campaign_log`), and new.csv: 100 customers' attributes."""
+    _, _, table = raw_campaign_log(folder)
     people = table.drop_duplicates("persona_id").drop(columns=["persona", "offer_id", "accepted"]).head(100)
     people.to_csv(folder / "new.csv", index=False)
 

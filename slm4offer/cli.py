@@ -381,10 +381,10 @@ def _train(args: argparse.Namespace) -> int:
 
 def _generate(args: argparse.Namespace) -> int:
     from slm4offer.model.generation import generate, generations_path
-    from slm4offer.model.training import kind_config, train
+    from slm4offer.model.training import kind_config
 
     cfg = _config(args)
-    path = generations_path(kind_config(cfg, args.kind), train(cfg, args.kind), args.split)
+    path = generations_path(kind_config(cfg, args.kind), args.split)
     cached = path.is_file()
     rows = generate(cfg, args.kind, split=args.split)
     for row in rows[:3]:

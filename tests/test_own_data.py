@@ -11,34 +11,18 @@ import sys
 import numpy as np
 import pandas as pd
 import pytest
+from own_data_path import TEMPLATE, raw_campaign_log
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
-from slm4offer.data.userdata import export_campaign_log
 from slm4offer.experiments.acceptance import offer_reader
 from slm4offer.model.generation import pair_similarity
 from slm4offer.model.modeling import load_trained
 from slm4offer.report.release import seed_rates
 
-TEMPLATE = ("Customer aged {age}, occupation: {occupation}, annual income ${income}, credit score {credit_score}, "
-            "interested in {interests}, describes themselves as a {spending}.")
-
-
-def raw_log(folder, personas: int = 200, no_accept: int = 3):
-    """A campaign log as it comes: attribute columns instead of persona text, and `no_accept`
-    customers who were shown offers and accepted none."""
-    log, offers = export_campaign_log(load_config("smoke"), folder / "export", personas=personas)
-    table = pd.read_csv(log)
-    attributes = table.drop(columns=["persona_id", "persona", "offer_id", "accepted"]).iloc[0]
-    refusers = pd.DataFrame([{"persona_id": f"z{i}", "offer_id": table["offer_id"].iloc[i], "accepted": 0,
-                              **attributes} for i in range(no_accept)])
-    raw = pd.concat([table.drop(columns="persona"), refusers], ignore_index=True)
-    raw.to_csv(folder / "raw.csv", index=False)
-    return folder / "raw.csv", offers, table
-
 
 def test_from_a_raw_log_to_ranked_offers_and_a_model_card(project_root, tmp_path, capsys):
-    log, offers, table = raw_log(tmp_path)
+    log, offers, table = raw_campaign_log(tmp_path, personas=200, refusers=3)
     dataset = tmp_path / "my_dataset"
     assert main(["validate-data", str(log), "--offers", str(offers), "--persona-template", TEMPLATE,
                  "--out", str(dataset)]) == 0
@@ -135,7 +119,7 @@ def test_data_must_be_a_dataset_folder(tmp_path):
 
 
 def test_world_settings_are_refused_with_your_own_data(tmp_path, capsys):
-    log, offers, _ = raw_log(tmp_path, personas=40, no_accept=0)
+    log, offers, _ = raw_campaign_log(tmp_path, personas=40, refusers=0)
     dataset = tmp_path / "ds"
     assert main(["validate-data", str(log), "--offers", str(offers), "--persona-template", TEMPLATE,
                  "--out", str(dataset)]) == 0

@@ -17,6 +17,12 @@ from transformers import T5Config, T5ForConditionalGeneration
 IGNORE_INDEX = -100  # label padding, as transformers' cross-entropy expects
 
 
+def offer_labels(tokenizer, offers: list[str], max_length: int) -> torch.Tensor:
+    """Offers as teacher-forced decoder labels: token ids, padding as IGNORE_INDEX."""
+    enc = tokenizer(offers, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
+    return enc["input_ids"].masked_fill(enc["attention_mask"] == 0, IGNORE_INDEX)
+
+
 def _signature_with_run(function) -> inspect.Signature:
     """`function`'s signature with a keyword-only `run` before its trailing **kwargs."""
     sig = inspect.signature(function)
@@ -144,6 +150,5 @@ class OfferT5(T5ForConditionalGeneration):
         """The similarity of one persona with each of `offers`, to rank a catalogue."""
         self.eval()
         enc = tokenizer([persona], return_tensors="pt", truncation=True, max_length=max_length).to(self.device)
-        lab = tokenizer(offers, return_tensors="pt", padding=True, truncation=True, max_length=max_length)
-        labels = lab["input_ids"].masked_fill(lab["attention_mask"] == 0, IGNORE_INDEX).to(self.device)
+        labels = offer_labels(tokenizer, offers, max_length).to(self.device)
         return self.similarity_matrix(enc["input_ids"], enc["attention_mask"], labels)[0].tolist()

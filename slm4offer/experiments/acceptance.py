@@ -56,7 +56,7 @@ def evaluate(cfg: Config, judges: list[str] | None = None, systems: tuple[str, .
                if not is_trained(dataclasses.replace(cfg, train_seed=seed), kind)]
     if pending and progress:
         print(f"evaluate: training {len(pending)} model(s) first ({', '.join(pending)}); the other "
-              f"{2 * len(train_seeds(cfg)) - len(pending)} are cached", flush=True)
+              f"{len(KINDS) * len(train_seeds(cfg)) - len(pending)} are cached", flush=True)
     if cfg.data:  # no simulated customer, so no best-offer ceiling
         systems = tuple(s for s in systems if not SYSTEMS[s].world_only)
     offers = {(system, seed): system_offers(cfg, system, cfg.train_seed if seed is None else seed, progress)

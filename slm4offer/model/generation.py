@@ -25,8 +25,9 @@ from slm4offer.data.world import parse_offer
 from slm4offer.domains import Domain
 from slm4offer.errors import InvalidValue
 from slm4offer.files import write_text
-from slm4offer.model.offer_t5 import IGNORE_INDEX, OfferT5
-from slm4offer.model.training import TrainedModel, kind_config, train
+from slm4offer.model.modeling import resolve_source
+from slm4offer.model.offer_t5 import OfferT5, offer_labels
+from slm4offer.model.training import kind_config, model_dir, train
 
 
 def _batches(items: list, size: int):
@@ -71,9 +72,7 @@ def pair_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas
     for start in tqdm(range(0, len(personas), batch_size), desc=desc, disable=not progress):
         enc = tokenizer(personas[start:start + batch_size], return_tensors="pt", padding=True,
                         truncation=True, max_length=max_persona_tokens).to(model.device)
-        labels = tokenizer(offers[start:start + batch_size], return_tensors="pt", padding=True,
-                           truncation=True, max_length=max_offer_tokens)
-        labels = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, IGNORE_INDEX).to(model.device)
+        labels = offer_labels(tokenizer, offers[start:start + batch_size], max_offer_tokens).to(model.device)
         sims.append(model.similarity(enc["input_ids"], enc["attention_mask"], labels).cpu().numpy())
     return np.concatenate(sims) if sims else np.zeros(0)
 
@@ -86,11 +85,8 @@ def catalogue_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, per
     `pair_similarity` scores one pair, with each persona encoded once per block of offers. At most
     `pairs_per_batch` pairs are decoded at once, however large the catalogue."""
     model.eval()
-    blocks = []
-    for start in range(0, len(offers), pairs_per_batch):
-        lab = tokenizer(offers[start:start + pairs_per_batch], return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_offer_tokens)
-        blocks.append(lab["input_ids"].masked_fill(lab["attention_mask"] == 0, IGNORE_INDEX).to(model.device))
+    blocks = [offer_labels(tokenizer, offers[start:start + pairs_per_batch], max_offer_tokens).to(model.device)
+              for start in range(0, len(offers), pairs_per_batch)]
     step = max(1, pairs_per_batch // max(1, min(len(offers), pairs_per_batch)))
     rows = []
     for chunk in tqdm(list(_batches(personas, step)), desc="rank the catalogue", disable=not progress):
@@ -115,9 +111,12 @@ def rerank(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[st
     return chosen, scores
 
 
-def generations_path(cfg: Config, trained: TrainedModel, split: str) -> Path:
-    source = trained.info["source"]["location"] or "scratch"
-    return trained.path.parent / f"generations-{split}-{stage_hash(cfg, 'generate', source=source)}.jsonl"
+def generations_path(cfg: Config, split: str) -> Path:
+    """Where `generate` keeps the offers of a kind's config for `split`: beside its model, named by
+    the generation settings; known without loading (or training) the model."""
+    source = resolve_source(cfg)
+    digest = stage_hash(cfg, "generate", source=source.location or "scratch")
+    return model_dir(cfg, source) / f"generations-{split}-{digest}.jsonl"
 
 
 def generate(cfg: Config, kind: str, split: str = "test", progress: bool = True) -> list[dict]:
@@ -127,10 +126,10 @@ def generate(cfg: Config, kind: str, split: str = "test", progress: bool = True)
     and their similarities.
     """
     cfg = kind_config(cfg, kind)
-    trained = train(cfg, kind, progress=progress)
-    path = generations_path(cfg, trained, split)
-    if path.is_file():
+    path = generations_path(cfg, split)
+    if path.is_file():  # cached: the model need not be loaded
         return [json.loads(line) for line in path.read_text().splitlines()[1:]]
+    trained = train(cfg, kind, progress=progress)
     rows = build_dataset(cfg, progress=progress)[split]
     personas = list(rows["persona"])
     n = max(cfg.rerank_candidates, 1)
