@@ -44,7 +44,7 @@ from slm4offer.data.dataset import build_dataset, load_catalog
 from slm4offer.data.userdata import load_user_data
 from slm4offer.experiments.judge_validation import validate_judge
 from slm4offer.files import write_json, write_text
-from slm4offer.model.generation import generate_offers
+from slm4offer.model.inference import generate_offers
 from slm4offer.model.losses import dual_loss
 from slm4offer.model.modeling import build_model, parameter_count, resolve_source
 from slm4offer.model.offer_t5 import LaneDropout

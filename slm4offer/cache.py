@@ -36,8 +36,9 @@ STAGE_FIELDS: dict[str, tuple[str, ...]] = {
 STAGE_FIELDS["train"] = STAGE_FIELDS["dataset"] + (
     "init", "pretrained_model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
     "dropout", "max_persona_tokens", "max_offer_tokens", "lam", "tau", "hard_negatives", "negatives",
+    "in_batch_negatives",
     "pooling", "projection_dim", "train_seed", "epochs", "batch_size", "grad_accum", "learning_rate",
-    "weight_decay", "warmup_ratio", "logs_per_epoch", "bf16")
+    "weight_decay", "warmup_ratio", "early_stopping_patience", "logs_per_epoch", "bf16")
 STAGE_FIELDS["generate"] = STAGE_FIELDS["train"] + ("num_beams", "rerank_candidates")
 STAGE_FIELDS["judge"] = STAGE_FIELDS["dataset"]  # the learned judge; the threshold applies later
 LLM_GENERATOR_FIELDS = ("llm_model", "llm_temperature")  # where the dataset came from an LLM
@@ -48,10 +49,12 @@ STAGE_CODE: dict[str, tuple[str, ...]] = {
     "dataset": ("domains/__init__.py", "data/world.py", "data/dataset.py"),
 }
 LLM_GENERATOR_CODE = ("llm.py", "data/llm_generator.py")
-STAGE_CODE["train"] = STAGE_CODE["dataset"] + (
-    "model/offer_t5.py", "model/modeling.py", "model/losses.py", "model/distributed.py", "model/training.py")
+STAGE_CODE["judge"] = STAGE_CODE["dataset"] + ("data/userdata.py", "judges/base.py", "judges/learned.py")
+# Training keeps the epoch its validation criterion (the learned judge on generated offers) picks.
+STAGE_CODE["train"] = STAGE_CODE["judge"] + (
+    "judges/__init__.py", "model/offer_t5.py", "model/modeling.py", "model/losses.py", "model/distributed.py",
+    "model/inference.py", "model/selection.py", "model/training.py")
 STAGE_CODE["generate"] = STAGE_CODE["train"] + ("model/generation.py",)
-STAGE_CODE["judge"] = STAGE_CODE["dataset"] + ("judges/base.py", "judges/learned.py")
 
 
 def stage_hash(cfg: Config, stage: str, **extra) -> str:

@@ -87,6 +87,9 @@ class Config:
                              "(fewer when a persona has fewer; those slots are masked).")
     negatives: str = _f("hard+in_batch", "Contrastive candidates besides the positive: 'hard+in_batch', "
                         "'hard' (own rejected offers only) or 'in_batch' (other examples' offers only).")
+    in_batch_negatives: int = _f(3, "Other examples' offers each persona is scored against ('hard+in_batch', "
+                                 "'in_batch'): the positives of the next examples of the batch, each decoded "
+                                 "under that persona as inference decodes it; bounds the loss's cost.")
     pooling: str = _f("mean", "How token states become one embedding: 'mean' (masked mean) or 'eos' "
                       "(the state at the end-of-sequence token).")
     projection_dim: int = _f(128, "Linear projection shared by persona and offer embeddings before "
@@ -100,6 +103,9 @@ class Config:
     learning_rate: float = _f(1e-3, "Peak AdamW learning rate (linear decay after warm-up).")
     weight_decay: float = _f(0.01, "AdamW weight decay.")
     warmup_ratio: float = _f(0.05, "Share of the training steps spent warming up the learning rate.")
+    early_stopping_patience: int = _f(2, "Epochs without a gain in the validation criterion (the learned judge's "
+                                      "expected acceptance of greedy offers) before training stops; the best "
+                                      "epoch is kept either way (0 = train every epoch).")
     logs_per_epoch: int = _f(10, "Training-loss log lines per epoch (the loss-curve figure reads them).")
     bf16: bool = _f(False, "Train in bfloat16 mixed precision (autocast; weights and optimiser stay fp32). "
                     "For GPUs with bf16 (Ampere or newer); T5 overflows in fp16, which is not offered.")
@@ -176,12 +182,16 @@ class Config:
                      "logs_per_epoch", "num_beams", "generation_batch_size"):
             if getattr(self, name) < 1:
                 raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 1")
-        for name in ("hard_negatives", "projection_dim", "rerank_candidates", "threads"):
+        for name in ("hard_negatives", "in_batch_negatives", "projection_dim", "rerank_candidates", "threads",
+                     "early_stopping_patience"):
             if getattr(self, name) < 0:
                 raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 0")
         if self.negatives != "in_batch" and self.hard_negatives == 0 and self.lam > 0:
             raise InvalidValue(f"negatives={self.negatives!r} needs hard_negatives >= 1 "
                                "(or use negatives='in_batch')")
+        if self.negatives != "hard" and self.in_batch_negatives == 0 and self.lam > 0:
+            raise InvalidValue(f"negatives={self.negatives!r} needs in_batch_negatives >= 1 "
+                               "(or use negatives='hard')")
         if not 0 <= self.dropout < 1 or not 0 <= self.warmup_ratio < 1:
             raise InvalidValue("dropout and warmup_ratio must be in [0, 1)")
         if self.learning_rate <= 0 or self.weight_decay < 0:
@@ -256,7 +266,8 @@ class Config:
 SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
     "world": ("data", "domain", "seed", "generator", "n_personas", "catalog_size"),
     "model": ("init", "pretrained_model", "d_model", "d_ff", "num_layers", "num_heads", "d_kv", "vocab_size"),
-    "training": ("lam", "tau", "negatives", "hard_negatives", "epochs", "batch_size", "learning_rate", "train_seed"),
+    "training": ("lam", "tau", "negatives", "hard_negatives", "in_batch_negatives", "epochs", "batch_size",
+                 "learning_rate", "train_seed"),
     "evaluation": ("eval_seeds", "judges", "accept_threshold", "num_beams", "rerank_candidates",
                    "baseline_candidates"),
 }

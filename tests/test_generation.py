@@ -6,7 +6,8 @@ import pytest
 from slm4offer.config import load_config
 from slm4offer.data.dataset import build_dataset
 from slm4offer.model import generation
-from slm4offer.model.generation import generate, generate_offers, pair_similarity, rerank
+from slm4offer.model.generation import generate
+from slm4offer.model.inference import generate_offers, pair_similarity, rerank
 from slm4offer.model.training import train
 
 

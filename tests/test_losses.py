@@ -4,7 +4,16 @@ import pytest
 import torch
 
 from slm4offer.config import load_config
-from slm4offer.model.losses import LOSS_TERMS, candidate_mask, dual_loss, info_nce, loss_weights, sft_settings
+from slm4offer.model.inference import pair_similarity
+from slm4offer.model.losses import (
+    LOSS_TERMS,
+    candidate_mask,
+    dual_loss,
+    in_batch_offers,
+    info_nce,
+    loss_weights,
+    sft_settings,
+)
 from slm4offer.model.modeling import ModelSource, build_model
 from slm4offer.model.training import OfferCollator, kind_config
 
@@ -27,7 +36,7 @@ def tiny():
         {"input_ids": ids(TEXTS[1]), "labels": ids(TEXTS[2]), "offer_key": 10, "accepted_keys": [10],
          "negative_labels": [ids(TEXTS[3])], "negative_keys": [11]},
     ]
-    return model, OfferCollator(tok.pad_token_id)(examples)
+    return model, OfferCollator(tok.pad_token_id)(examples), tok
 
 
 def test_info_nce_matches_hand_computation():
@@ -52,23 +61,51 @@ def test_masked_candidates_do_not_change_the_loss():
     assert info_nce(p, c2, valid, 0.1) != pytest.approx(before.item())
 
 
-def test_candidate_mask_drops_accepted_duplicates_and_keeps_positives():
-    owner = torch.tensor([0, 1, 2, 0, 0, 1, 1, 2])
-    keys = torch.tensor([10, 11, 10, 12, 13, 12, 13, 11])
+def test_candidate_mask_keeps_own_candidates_less_accepted_offers_and_repeats():
+    owner = torch.tensor([0, 1, 2, 0, 0, 1, 1, 2, 0, 2])
+    keys = torch.tensor([10, 11, 10, 12, 13, 12, 13, 11, 12, 10])
     accepted = torch.tensor([[10, 11], [10, 11], [10, -1]])
-    valid = candidate_mask(owner, keys, accepted, "hard+in_batch")
+    valid = candidate_mask(owner, keys, accepted)
     assert valid.diagonal().all()
-    # row 0: column 1 (offer 11, accepted by persona 0) and column 2 (same offer 10) are masked
-    assert valid[0].tolist() == [True, False, False, True, True, True, True, False]
-    # row 2 accepted only 10: offer 11 elsewhere stays a negative, its duplicate 10 at column 0 does not
-    assert valid[2].tolist() == [False, True, True, True, True, True, True, True]
-    hard = candidate_mask(owner, keys, accepted, "hard")
-    assert hard[0].tolist() == [True, False, False, True, True, False, False, False]
-    assert hard[2].tolist() == [False, False, True, False, False, False, False, True]
+    # row 0 owns columns 0, 3, 4, 8: column 8 repeats offer 12 of column 3
+    assert valid[0].tolist() == [True, False, False, True, True, False, False, False, False, False]
+    # row 2 owns 2, 7, 9: offer 11 is a negative for it; column 9 is its accepted offer 10 again
+    assert valid[2].tolist() == [False, False, True, False, False, False, False, True, False, False]
+    assert not valid[1, 0]  # another persona's candidate never counts
+
+
+def test_in_batch_offers_are_the_next_examples_positives_never_ones_own():
+    labels = torch.tensor([[5, 1], [6, 1], [7, 1]])
+    got, owner, keys = in_batch_offers(labels, torch.tensor([50, 60, 70]), in_batch=3)
+    assert owner.tolist() == [0, 0, 1, 1, 2, 2]  # at most batch - 1 others per example
+    assert keys.tolist() == [60, 70, 70, 50, 50, 60]
+    assert got[:, 0].tolist() == [6, 7, 7, 5, 5, 6]
+
+
+def test_training_scores_a_pair_as_the_reranker_does(tiny):
+    """Every candidate InfoNCE scores for a persona (positive, hard negative, other examples'
+    offers) has, at training time, the similarity `pair_similarity` gives that (persona, offer)."""
+    model, batch, tok = tiny
+    model.eval()
+    parts = dual_loss(model, batch, weights(0.5), tau=0.1)
+    offer_text = {10: TEXTS[2], 11: TEXTS[3], 12: TEXTS[4], 13: TEXTS[5]}
+    persona_text = [TEXTS[0], TEXTS[0], TEXTS[1]]
+    keys = torch.cat([batch["offer_keys"], batch["negative_keys"]]).tolist()
+    keys += in_batch_offers(batch["labels"], batch["offer_keys"], 3)[2].tolist()
+    assert parts.owner is not None and parts.similarity is not None and len(keys) == len(parts.owner) == 14
+    expected = pair_similarity(model, tok, [persona_text[i] for i in parts.owner.tolist()],
+                               [offer_text[k] for k in keys])
+    assert torch.allclose(parts.similarity, torch.from_numpy(expected), atol=1e-5)
+    # and the loss reads those very scores: InfoNCE from them alone is the loss's InfoNCE
+    valid = candidate_mask(parts.owner, torch.tensor(keys), batch["accepted_keys"])
+    logits = torch.full((3, 14), float("-inf"))
+    logits[parts.owner, torch.arange(14)] = parts.similarity / 0.1
+    manual = torch.nn.functional.cross_entropy(logits.masked_fill(~valid, float("-inf")), torch.arange(3))
+    assert manual.item() == pytest.approx(parts.terms["infonce"].item(), rel=1e-5)
 
 
 def test_lambda_zero_is_exactly_plain_cross_entropy(tiny):
-    model, batch = tiny
+    model, batch, _ = tiny
     plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   labels=batch["labels"]).loss
     parts = dual_loss(model, batch, weights(0.0), tau=0.1)
@@ -77,7 +114,7 @@ def test_lambda_zero_is_exactly_plain_cross_entropy(tiny):
 
 
 def test_shared_decoder_pass_gives_the_same_ce(tiny):
-    model, batch = tiny
+    model, batch, _ = tiny
     plain = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                   labels=batch["labels"]).loss
     parts = dual_loss(model, batch, weights(0.5), tau=0.1)
@@ -87,17 +124,19 @@ def test_shared_decoder_pass_gives_the_same_ce(tiny):
 
 
 def test_one_encoder_pass_per_persona_and_one_batched_decoder_pass(tiny):
-    model, batch = tiny
+    model, batch, _ = tiny
     calls = {"encoder": [], "decoder": []}
     hooks = [getattr(model, name).register_forward_hook(
         lambda mod, args, kwargs, out, name=name: calls[name].append(kwargs["input_ids"].shape[0]),
         with_kwargs=True) for name in calls]
     try:
         dual_loss(model, batch, weights(0.5), tau=0.1)
-        assert calls == {"encoder": [3], "decoder": [3 + 5]}  # 3 positives + 5 hard negatives
-        calls["encoder"].clear(), calls["decoder"].clear()
-        dual_loss(model, batch, weights(0.5), tau=0.1, mode="in_batch")
-        assert calls == {"encoder": [3], "decoder": [3]}
+        # 3 positives + 5 hard negatives + 2 other examples' offers for each of 3 personas
+        assert calls == {"encoder": [3], "decoder": [3 + 5 + 6]}
+        for mode, decoded in (("in_batch", 3 + 6), ("hard", 3 + 5)):
+            calls["encoder"].clear(), calls["decoder"].clear()
+            dual_loss(model, batch, weights(0.5), tau=0.1, mode=mode)
+            assert calls == {"encoder": [3], "decoder": [decoded]}
     finally:
         for h in hooks:
             h.remove()
@@ -105,7 +144,7 @@ def test_one_encoder_pass_per_persona_and_one_batched_decoder_pass(tiny):
 
 @pytest.mark.parametrize("lam", [0.5, 1.0])
 def test_gradients_reach_encoder_decoder_and_projection(tiny, lam):
-    model, batch = tiny
+    model, batch, _ = tiny
     model.zero_grad()
     dual_loss(model, batch, weights(lam), tau=0.1).loss.backward()
     for name in ("encoder.block.0.layer.0.SelfAttention.q.weight",
@@ -131,7 +170,7 @@ def test_the_weights_follow_the_paper_and_sft_switches_every_contrastive_term_of
 
 
 def test_the_loss_is_the_weighted_sum_of_its_logged_parts(tiny):
-    model, batch = tiny
+    model, batch, _ = tiny
     parts = dual_loss(model, batch, weights(0.3), tau=0.1)
     assert set(parts.terms) == set(LOSS_TERMS)
     expected = sum(w * parts.terms[name] for name, w in weights(0.3).items())

@@ -67,7 +67,7 @@ def test_read_personas_rejects_duplicates_and_missing_columns(tmp_path):
 
 def test_catalogue_similarity_equals_pair_scores_in_any_block_size(project_root):
     from slm4offer.data.dataset import load_catalog
-    from slm4offer.model.generation import catalogue_similarity, pair_similarity
+    from slm4offer.model.inference import catalogue_similarity, pair_similarity
 
     cfg = load_config("smoke", epochs=1)
     model = train(cfg, "contrastive", progress=False)

@@ -15,8 +15,8 @@ from own_data_path import TEMPLATE, raw_campaign_log
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
-from slm4offer.experiments.acceptance import offer_reader
-from slm4offer.model.generation import pair_similarity
+from slm4offer.data.userdata import offer_reader
+from slm4offer.model.inference import pair_similarity
 from slm4offer.model.modeling import load_trained
 from slm4offer.report.release import seed_rates
 

@@ -14,7 +14,7 @@ from huggingface_hub import ModelCard
 from transformers import AutoTokenizer, T5ForConditionalGeneration
 
 from slm4offer.config import load_config
-from slm4offer.model.generation import generate_offers, pair_similarity
+from slm4offer.model.inference import generate_offers, pair_similarity
 from slm4offer.model.modeling import load_trained
 from slm4offer.model.offers import max_offer_tokens
 from slm4offer.report.release import AUTO_MAP, CODE_FILE, MODEL_FILES, model_card, release_dir, seed_rates

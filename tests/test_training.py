@@ -110,13 +110,30 @@ def test_same_seed_same_result(tmp_path, monkeypatch):
 
 
 def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
-    monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path / "whole"))
-    whole = train(smoke(), "contrastive", progress=False)
+    monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path / "whole"))  # both checkpoint and evaluate every 10 steps
+    whole = train(smoke(), "contrastive", progress=False, checkpoint_every=10)
     monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path / "killed"))
     with pytest.raises(KeyboardInterrupt):  # killed mid-epoch 1, after the step-10 checkpoint
         train(smoke(), "contrastive", progress=False, checkpoint_every=10, callbacks=[CrashAt(15)])
     resumed = train(smoke(), "contrastive", progress=False, checkpoint_every=10)
     assert resumed.info["resumed_from"] == "checkpoint-10"
-    assert _eval_logs(resumed) == _eval_logs(whole)
+    assert _eval_logs(resumed) == _eval_logs(whole) and len(_eval_logs(whole)) > 2
+    assert resumed.info["selection"] == whole.info["selection"]
     for (name, a), b in zip(whole.model.state_dict().items(), resumed.model.state_dict().values(), strict=True):
         assert torch.equal(a, b), name
+
+
+def test_the_kept_model_is_the_best_epoch_on_the_validation_criterion(tmp_path, monkeypatch):
+    """Selection keeps the epoch with the highest criterion (the first of equals), the kept weights
+    score exactly that, and early stopping ends the run `early_stopping_patience` epochs later."""
+    from slm4offer.model.selection import CRITERION, ValidationCriterion
+
+    monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path))
+    cfg = smoke(epochs=6, early_stopping_patience=1, learning_rate=3e-3)
+    result = train(cfg, "contrastive", progress=False)
+    selection = result.info["selection"]
+    values = [e[CRITERION] for e in selection["per_epoch"]]
+    best = values.index(max(values))
+    assert selection["best_value"] == max(values) and selection["best_epoch"] == best + 1
+    assert len(values) == min(6, best + 2)  # stopped one epoch after the last gain, if before the cap
+    assert ValidationCriterion(cfg)(result.model, result.tokenizer) == pytest.approx(selection["best_value"], abs=1e-9)

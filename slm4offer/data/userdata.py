@@ -26,7 +26,8 @@ from pathlib import Path
 from slm4offer.cache import PROVENANCE_FILE
 from slm4offer.config import Config
 from slm4offer.data import dataset as data
-from slm4offer.data.world import Offer
+from slm4offer.data.world import Offer, parse_offer
+from slm4offer.domains import load_domain
 from slm4offer.errors import InvalidValue
 from slm4offer.files import replaceable_folder
 
@@ -140,6 +141,26 @@ def offer_key(text: str) -> str:
     """What makes two offer texts the same offer when no slots can be read back: the words, with
     spacing and case aside."""
     return " ".join(text.lower().split())
+
+
+def offer_reader(cfg: Config):
+    """text -> (offer id or None, parsed, in the catalogue). A synthetic world reads the slots back
+    from the text; your own catalogue has no slots, so an offer is one of it when its text is a
+    catalogue offer's (spacing and case aside)."""
+    catalog = data.load_catalog(cfg.dataset_dir)
+    if cfg.data:
+        by_text = {offer_key(o.text): o.offer_id for o in catalog}
+
+        def read(text: str) -> tuple[str | None, bool, bool]:
+            oid = by_text.get(offer_key(text))
+            return oid, oid is not None, oid is not None
+        return read
+    domain, ids = load_domain(cfg.domain), {o.offer_id for o in catalog}
+
+    def parse(text: str) -> tuple[str | None, bool, bool]:
+        x = parse_offer(domain, text)
+        return (x.offer_id if x.ok else None), x.ok, x.ok and x.offer_id in ids
+    return parse
 
 
 def outcome(value) -> bool | None:

@@ -14,10 +14,8 @@ import numpy as np
 import pandas as pd
 
 from slm4offer.config import Config
-from slm4offer.data.dataset import build_dataset, load_catalog
-from slm4offer.data.userdata import offer_key
-from slm4offer.data.world import parse_offer
-from slm4offer.domains import load_domain
+from slm4offer.data.dataset import build_dataset
+from slm4offer.data.userdata import offer_reader
 from slm4offer.experiments import metrics
 from slm4offer.experiments.systems import SYSTEMS, system_offers
 from slm4offer.judges import check_judge, make_judge
@@ -96,26 +94,6 @@ def judge_all(cfg: Config, personas: list[dict], offers: dict[tuple[str, int | N
     decisions = pd.concat(frames, ignore_index=True)
     decisions["seed"] = decisions["seed"].astype("Int64")
     return decisions
-
-
-def offer_reader(cfg: Config):
-    """text -> (offer id or None, parsed, in the catalogue). A synthetic world reads the slots back
-    from the text; your own catalogue has no slots, so an offer is one of it when its text is a
-    catalogue offer's (spacing and case aside)."""
-    catalog = load_catalog(cfg.dataset_dir)
-    if cfg.data:
-        by_text = {offer_key(o.text): o.offer_id for o in catalog}
-
-        def read(text: str) -> tuple[str | None, bool, bool]:
-            oid = by_text.get(offer_key(text))
-            return oid, oid is not None, oid is not None
-        return read
-    domain, ids = load_domain(cfg.domain), {o.offer_id for o in catalog}
-
-    def parse(text: str) -> tuple[str | None, bool, bool]:
-        x = parse_offer(domain, text)
-        return (x.offer_id if x.ok else None), x.ok, x.ok and x.offer_id in ids
-    return parse
 
 
 def judged_rate(judge: Judge, split, generations: list[dict]) -> Proportion:

@@ -29,7 +29,8 @@ from slm4offer.data.dataset import build_dataset, load_catalog
 from slm4offer.data.world import SimulatedCustomer
 from slm4offer.domains import load_domain
 from slm4offer.errors import InvalidValue
-from slm4offer.model.generation import generate, rerank
+from slm4offer.model.generation import generate
+from slm4offer.model.inference import rerank
 from slm4offer.model.training import kind_config, train
 
 

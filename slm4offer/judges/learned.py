@@ -1,6 +1,8 @@
 """An offline judge learned from the campaign log: MiniLM embeddings + a bilinear logistic model.
 
-It stands in for the paper's LLM judge when no endpoint is configured. It learns from what a
+It stands in for the paper's LLM judge when no endpoint is configured. An offer that is not in
+the catalogue is rejected (probability 0): the business cannot make it, so the customer cannot
+accept it, however much its text resembles offers they liked. It learns from what a
 company has, the outcomes of the offers its campaign showed, and only for the training
 personas, so the test personas it judges are unseen. It never reads the simulated customer's
 weights.
@@ -16,7 +18,7 @@ choosing; the judge's agreement is reported in notebook 06).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import datasets
 import joblib
@@ -31,6 +33,7 @@ from slm4offer import provenance
 from slm4offer.cache import stage_hash
 from slm4offer.config import Config, domain_name
 from slm4offer.data.dataset import build_dataset
+from slm4offer.data.userdata import offer_reader
 from slm4offer.errors import InvalidValue
 from slm4offer.files import atomic_dir, write_json
 from slm4offer.judges.base import Decision, check_pairs
@@ -56,9 +59,11 @@ class LearnedJudge:
     name = "learned"
 
     def __init__(self, encoder, persona_pca: PCA, offer_pca: PCA, classifier: Pipeline,
-                 threshold: float = 0.5, info: dict | None = None):
+                 threshold: float = 0.5, info: dict | None = None,
+                 in_catalogue: Callable[[str], bool] | None = None):
         self.encoder, self.persona_pca, self.offer_pca = encoder, persona_pca, offer_pca
         self.classifier, self.threshold, self.info = classifier, threshold, info or {}
+        self.in_catalogue = in_catalogue  # None: every text is judged on its words
         self._cache: dict[str, np.ndarray] = {}
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
@@ -81,9 +86,11 @@ class LearnedJudge:
     def __call__(self, personas: Sequence[dict], offers: Sequence[str]) -> list[Decision]:
         check_pairs(personas, offers)
         p = self.probability([row["persona"] for row in personas], list(offers))
-        return [Decision(bool(x >= self.threshold),
+        return [Decision(False, f"not a catalogue offer (learned P(accept) of the text = {x:.3f})", 0.0)
+                if self.in_catalogue is not None and not self.in_catalogue(offer) else
+                Decision(bool(x >= self.threshold),
                          f"learned P(accept) = {x:.3f} {'>=' if x >= self.threshold else '<'} {self.threshold}",
-                         float(x)) for x in p]
+                         float(x)) for x, offer in zip(p, offers, strict=True)]
 
 
 def campaign_pairs(split: datasets.Dataset) -> tuple[list[str], list[str], np.ndarray]:
@@ -122,11 +129,15 @@ def load_or_train(cfg: Config, progress: bool = True) -> LearnedJudge:
     """The learned judge for `cfg`'s dataset, fitted once and cached under artifacts/."""
     path = cfg.artifacts_dir / f"judge-learned-{domain_name(cfg.domain)}-{stage_hash(cfg, 'judge')}"
     encoder = load_encoder(progress, cfg.device)
+    read = offer_reader(cfg)
+    in_catalogue = lambda text: read(text)[2]  # noqa: E731
     if (path / INFO_FILE).is_file():
         persona_pca, offer_pca, classifier = joblib.load(path / MODEL_FILE)
         info = json.loads((path / INFO_FILE).read_text())
-        return LearnedJudge(encoder, persona_pca, offer_pca, classifier, threshold=cfg.accept_threshold, info=info)
+        return LearnedJudge(encoder, persona_pca, offer_pca, classifier, threshold=cfg.accept_threshold, info=info,
+                            in_catalogue=in_catalogue)
     judge = fit(build_dataset(cfg, progress=progress), encoder, cfg.accept_threshold, cfg.seed)
+    judge.in_catalogue = in_catalogue
     judge.info["provenance"] = provenance.collect(cfg, stage="judge", with_time=True, judge_dir=path.name)
     with atomic_dir(path) as tmp:
         joblib.dump((judge.persona_pca, judge.offer_pca, judge.classifier), tmp / MODEL_FILE)

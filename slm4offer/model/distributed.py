@@ -1,8 +1,9 @@
 """Training on several processes (`torchrun`, `accelerate launch`): who writes, and one global batch.
 
 Under a multi-process launch, `config.batch_size` stays the global batch: each of N processes
-takes batch_size / N examples of it, and the contrastive loss gathers every process's personas
-and candidates, so each persona is scored against the whole global batch as in one process.
+takes batch_size / N examples of it, and the contrastive loss draws its in-batch offers from
+every process's examples (their token ids are gathered), so each persona is scored against the
+candidates it would get in one process.
 Only the main process writes the dataset, the models and the logs; the others wait for it and
 read what it wrote. With one process every function here is a no-op.
 """
@@ -56,8 +57,7 @@ def gather_rows(local: torch.Tensor, pad_value: float = 0) -> tuple[torch.Tensor
     """Every process's rows of `local`, concatenated in rank order, and how many each had.
 
     Rows may differ in number (and trailing dims in width, padded with `pad_value`). The
-    local rows keep their gradient; the other processes' rows are constants here (each process
-    back-propagates through its own rows, see `GradScale`).
+    local rows keep their gradient; the other processes' rows are constants here.
     """
     n = world_size()
     if n == 1:
@@ -77,20 +77,3 @@ def gather_rows(local: torch.Tensor, pad_value: float = 0) -> tuple[torch.Tensor
     rows = [own if r == me else part[:counts[r]] for r, part in enumerate(parts)]
     return torch.cat(rows), counts
 
-
-class GradScale(torch.autograd.Function):
-    """Identity forward; multiplies the gradient by `factor` backward.
-
-    A loss that every process computes over the whole gathered batch, but back-propagates only
-    through its own rows, gives 1/N of the full gradient on each process; DDP then averages
-    over processes. Scaling by N restores the one-process gradient.
-    """
-
-    @staticmethod
-    def forward(ctx, x: torch.Tensor, factor: float) -> torch.Tensor:
-        ctx.factor = factor
-        return x.view_as(x)
-
-    @staticmethod
-    def backward(ctx, grad: torch.Tensor):
-        return grad * ctx.factor, None

@@ -1,4 +1,4 @@
-"""Generate offers for personas (batched greedy or beam search) and score persona–offer pairs.
+"""The generation stage, and the analyses of a model's similarities on a dataset split.
 
 `generate(cfg, kind)` is the stage: offers for the test personas from the trained model, saved
 beside it as JSON lines named by the generation settings, so a rerun reads them back.
@@ -11,10 +11,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
-import torch
-from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from slm4offer import provenance
@@ -23,92 +20,11 @@ from slm4offer.config import Config
 from slm4offer.data.dataset import build_dataset
 from slm4offer.data.world import parse_offer
 from slm4offer.domains import Domain
-from slm4offer.errors import InvalidValue
 from slm4offer.files import write_text
+from slm4offer.model.inference import generate_offers, pair_similarity, rerank
 from slm4offer.model.modeling import resolve_source
-from slm4offer.model.offer_t5 import OfferT5, offer_labels
+from slm4offer.model.offer_t5 import OfferT5
 from slm4offer.model.training import kind_config, model_dir, train
-
-
-def _batches(items: list, size: int):
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
-
-
-@torch.inference_mode()
-def generate_offers(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
-                    max_new_tokens: int, num_beams: int = 1, num_return_sequences: int = 1,
-                    batch_size: int = 64, max_persona_tokens: int = 512, progress: bool = False,
-                    desc: str = "generate") -> list[list[str]]:
-    """`num_return_sequences` offers per persona, best first, generated a batch at a time (`desc`
-    labels the progress bar)."""
-    model.eval()
-    out: list[list[str]] = []
-    chunks = list(_batches(personas, batch_size))
-    for chunk in tqdm(chunks, desc=desc, disable=not progress):
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_persona_tokens).to(model.device)
-        ids = model.generate(  # type: ignore[misc]  # OfferT5 is a generative model
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=max(num_beams, num_return_sequences),
-            num_return_sequences=num_return_sequences)
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)  # type: ignore[arg-type]  # token ids here
-        out.extend(texts[i:i + num_return_sequences] for i in range(0, len(texts), num_return_sequences))
-    return out
-
-
-@torch.inference_mode()
-def pair_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
-                    offers: list[str], batch_size: int = 64, max_persona_tokens: int = 512,
-                    max_offer_tokens: int = 512, progress: bool = False, desc: str = "score pairs") -> np.ndarray:
-    """Cosine similarity of each (persona, offer) pair in the model's embedding space.
-
-    The offer is teacher-forced through the decoder while attending to its persona, exactly as
-    the candidates of the contrastive loss are.
-    """
-    if len(personas) != len(offers):
-        raise InvalidValue(f"{len(personas)} personas but {len(offers)} offers: pairs must align")
-    model.eval()
-    sims = []
-    for start in tqdm(range(0, len(personas), batch_size), desc=desc, disable=not progress):
-        enc = tokenizer(personas[start:start + batch_size], return_tensors="pt", padding=True,
-                        truncation=True, max_length=max_persona_tokens).to(model.device)
-        labels = offer_labels(tokenizer, offers[start:start + batch_size], max_offer_tokens).to(model.device)
-        sims.append(model.similarity(enc["input_ids"], enc["attention_mask"], labels).cpu().numpy())
-    return np.concatenate(sims) if sims else np.zeros(0)
-
-
-@torch.inference_mode()
-def catalogue_similarity(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
-                         offers: list[str], pairs_per_batch: int = 2048, max_persona_tokens: int = 512,
-                         max_offer_tokens: int = 512, progress: bool = False) -> np.ndarray:
-    """(personas, offers): every persona's similarity with every offer of a catalogue, as
-    `pair_similarity` scores one pair, with each persona encoded once per block of offers. At most
-    `pairs_per_batch` pairs are decoded at once, however large the catalogue."""
-    model.eval()
-    blocks = [offer_labels(tokenizer, offers[start:start + pairs_per_batch], max_offer_tokens).to(model.device)
-              for start in range(0, len(offers), pairs_per_batch)]
-    step = max(1, pairs_per_batch // max(1, min(len(offers), pairs_per_batch)))
-    rows = []
-    for chunk in tqdm(list(_batches(personas, step)), desc="rank the catalogue", disable=not progress):
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_persona_tokens).to(model.device)
-        rows.append(np.concatenate([model.similarity_matrix(enc["input_ids"], enc["attention_mask"], labels)
-                                    .cpu().numpy() for labels in blocks], axis=1))
-    return np.concatenate(rows) if rows else np.zeros((0, len(offers)))
-
-
-def rerank(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
-           candidates: list[list[str]], **kwargs) -> tuple[list[str], list[list[float]]]:
-    """For each persona, the candidate with the highest learned similarity (and all scores)."""
-    pairs = [(p, c) for p, cands in zip(personas, candidates, strict=True) for c in cands]
-    sims = pair_similarity(model, tokenizer, [p for p, _ in pairs], [c for _, c in pairs], **kwargs)
-    chosen, scores, i = [], [], 0
-    for cands in candidates:
-        s = sims[i:i + len(cands)].tolist()
-        i += len(cands)
-        chosen.append(cands[int(np.argmax(s))])
-        scores.append(s)
-    return chosen, scores
 
 
 def generations_path(cfg: Config, split: str) -> Path:

@@ -1,20 +1,24 @@
-"""The paper's loss: L = lam * InfoNCE + (1 - lam) * CE, computed with no wasted passes.
+"""The paper's loss: L = lam * InfoNCE + (1 - lam) * CE, scored as inference scores.
 
-Per batch of B (persona, accepted offer) examples with N hard negatives in all:
+Per batch of B (persona, accepted offer) examples, each persona i is scored against its own
+candidates only: its positive, its hard negatives (offers it rejected) and, as in-batch
+negatives, the positives of the next `in_batch` examples of the batch. Every one of them is
+decoded under persona i's encoder states, exactly as reranking and catalogue ranking decode an
+offer for the persona they score it for (`OfferT5.similarity`): so a candidate's training score
+is its inference score, and no candidate can be told apart by the persona it was decoded under.
+
 - the encoder runs once per persona (B rows);
-- the decoder runs once over B positives + N negatives, each candidate attending to the
-  encoder states of its own persona (one batched pass);
+- the decoder runs once over all candidates (B positives + hard negatives + B * in_batch);
 - CE reads the positives' rows of that same pass, so the positive is decoded once for both
   losses; only those rows go through the LM head.
 
-InfoNCE scores each persona against every candidate in the batch (its positive, its own and
-other personas' hard negatives, other examples' positives). A candidate that is an offer this
-persona accepted, other than the positive itself, is masked out: it is not a negative.
+A candidate that is an offer this persona accepted, other than the positive itself, or a repeat
+of one of its earlier candidates, is masked out. InfoNCE runs persona -> offers only.
 
-On several processes the batch is the global one: personas and candidates are gathered from
-every process (`slm4offer.distributed`), and each loss is scaled so that the mean over
-processes, which DDP's gradient averaging and the Trainer's logging take, is the one-process
-loss of the same global batch.
+On several processes the batch is the global one: the in-batch offers are the next examples of
+the global batch (their token ids are gathered, `slm4offer.distributed`), and each loss is scaled
+so that the mean over processes, which DDP's gradient averaging and the Trainer's logging take,
+is the one-process loss of the same global batch.
 """
 
 from __future__ import annotations
@@ -80,38 +84,43 @@ def weighted_sum(parts: dict, weights: dict[str, float]):
 
 @dataclass
 class LossParts:
-    """The total loss and each part that was computed, unweighted (`terms`, logged by name)."""
+    """The total loss and each part that was computed, unweighted (`terms`, logged by name); with
+    InfoNCE, each candidate's persona row (`owner`) and its cosine similarity with that persona."""
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
+    owner: torch.Tensor | None = None
+    similarity: torch.Tensor | None = None
 
 
 def info_nce(persona_emb: torch.Tensor, candidate_emb: torch.Tensor, valid: torch.Tensor,
-             tau: float, positives: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean over personas of -log softmax(cos(p_i, c) / tau) at persona i's positive, over valid
-    candidates. The positive of persona i is candidate `positives[i]` (default: candidate i), so
-    `valid[i, positives[i]]` must be True.
+             tau: float, positives: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+    """-log softmax(cos(p_i, c) / tau) at persona i's positive, over valid candidates, per persona
+    (`reduction`: 'mean' or 'none'). The positive of persona i is candidate `positives[i]`
+    (default: candidate i), so `valid[i, positives[i]]` must be True.
     """
     p = F.normalize(persona_emb, dim=-1)
     c = F.normalize(candidate_emb, dim=-1)
     logits = (p @ c.T / tau).masked_fill(~valid, float("-inf"))
-    return F.cross_entropy(logits, torch.arange(p.size(0), device=p.device) if positives is None else positives)
+    target = torch.arange(p.size(0), device=p.device) if positives is None else positives
+    return F.cross_entropy(logits, target, reduction=reduction)
 
 
 def candidate_mask(owner: torch.Tensor, keys: torch.Tensor, accepted_keys: torch.Tensor,
-                   mode: str, positives: torch.Tensor | None = None) -> torch.Tensor:
+                   positives: torch.Tensor | None = None) -> torch.Tensor:
     """Which candidates count for which persona: (B, C) booleans.
 
-    `owner[c]`: the persona row candidate c belongs to; `keys[c]`: its offer's integer id;
-    `accepted_keys[i]`: offers persona i accepted (-1 padded); `positives[i]`: persona i's
-    positive (default: candidate i). Mode 'hard' keeps only a persona's own candidates;
-    'hard+in_batch' and 'in_batch' keep all (dual_loss leaves out hard negatives for 'in_batch').
+    `owner[c]`: the persona row candidate c is decoded under and scored for; `keys[c]`: its
+    offer's integer id; `accepted_keys[i]`: offers persona i accepted (-1 padded); `positives[i]`:
+    persona i's positive (default: candidate i). A persona keeps its own candidates, less offers it
+    accepted and repeats of an earlier candidate's offer; its positive always counts.
     """
     b = accepted_keys.size(0)
     rows = torch.arange(b, device=keys.device)
     valid = ~(keys[None, :, None] == accepted_keys[:, None, :]).any(-1)
-    if mode == "hard":
-        valid &= owner[None, :] == rows[:, None]
+    valid &= owner[None, :] == rows[:, None]
+    repeat = ((owner[:, None] == owner[None, :]) & (keys[:, None] == keys[None, :])).tril(-1).any(1)
+    valid &= ~repeat[None, :]
     valid[rows, rows if positives is None else positives] = True
     return valid
 
@@ -126,12 +135,26 @@ def _pad_to(labels: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(labels, (0, length - labels.size(1)), value=IGNORE_INDEX)
 
 
+def in_batch_offers(labels: torch.Tensor, keys: torch.Tensor, in_batch: int) -> tuple[torch.Tensor, ...]:
+    """Each local example's in-batch negatives: the positives of the next `in_batch` examples of
+    the global batch (cyclically, never its own). Returns (labels, owner row, offer key)."""
+    everyone, counts = distributed.gather_rows(labels, pad_value=IGNORE_INDEX)
+    every_key, _ = distributed.gather_rows(keys)
+    total, start = sum(counts), sum(counts[:distributed.rank()])
+    shifts = torch.arange(1, min(in_batch, total - 1) + 1, device=labels.device)
+    rows = torch.arange(labels.size(0), device=labels.device)
+    picked = ((rows[:, None] + start + shifts[None, :]) % total).reshape(-1)
+    return everyone[picked], rows.repeat_interleave(shifts.numel()), every_key[picked]
+
+
 def dual_loss(model: OfferT5, batch: dict, weights: dict[str, float], tau: float, mode: str = "hard+in_batch",
-              every_term: bool = False) -> LossParts:
+              in_batch: int = 3, every_term: bool = False) -> LossParts:
     """The weighted sum of the loss terms (`LOSS_TERMS`) for a batch from `training.OfferCollator`.
 
-    A term of weight 0 is not computed unless `every_term` (e.g. to log InfoNCE for the SFT
-    baseline on validation). The SFT baseline's loss is then exactly plain CE.
+    `mode` picks the negatives ('hard+in_batch', 'hard', 'in_batch'); `in_batch` is how many other
+    examples' offers each persona is scored against. A term of weight 0 is not computed unless
+    `every_term` (e.g. to log InfoNCE for the SFT baseline on validation). The SFT baseline's loss
+    is then exactly plain CE.
     """
     with_infonce = weights["infonce"] > 0 or every_term
     mask = batch["attention_mask"]
@@ -139,55 +162,35 @@ def dual_loss(model: OfferT5, batch: dict, weights: dict[str, float], tau: float
     labels = batch["labels"]
     if not with_infonce:
         states = model.decode(encoder_states, mask, labels)
-        ce = _token_share(ce_loss(model.lm_logits(states), labels), labels)
+        ce = _global_share(ce_loss(model.lm_logits(states), labels), (labels != IGNORE_INDEX).sum())
         return LossParts(loss=weighted_sum({"ce": ce}, weights), terms={"ce": ce})
 
     b = labels.size(0)
-    negatives, negative_owner, negative_keys = (
-        batch["negative_labels"], batch["negative_owner"], batch["negative_keys"])
-    if mode == "in_batch":  # other rows' positives are the only negatives
-        negatives, negative_owner, negative_keys = labels[:0], negative_owner[:0], negative_keys[:0]
-    length = max(labels.size(1), negatives.size(1))
-    candidates = torch.cat([_pad_to(labels, length), _pad_to(negatives, length)])
-    owner = torch.cat([torch.arange(b, device=labels.device), negative_owner])
+    parts = [(labels, torch.arange(b, device=labels.device), batch["offer_keys"])]
+    if mode != "in_batch":
+        parts.append((batch["negative_labels"], batch["negative_owner"], batch["negative_keys"]))
+    if mode != "hard":
+        parts.append(in_batch_offers(labels, batch["offer_keys"], in_batch))
+    length = max(p[0].size(1) for p in parts)
+    candidates = torch.cat([_pad_to(p[0], length) for p in parts])
+    owner, keys = torch.cat([p[1] for p in parts]), torch.cat([p[2] for p in parts])
     states = model.decode(encoder_states[owner], mask[owner], candidates)
 
-    ce = _token_share(ce_loss(model.lm_logits(states[:b, : labels.size(1)]), labels), labels)
+    ce = _global_share(ce_loss(model.lm_logits(states[:b, : labels.size(1)]), labels), (labels != IGNORE_INDEX).sum())
     persona_emb = model.embed(encoder_states, mask)
     candidate_emb = model.embed(states, candidates != IGNORE_INDEX)
-    keys = torch.cat([batch["offer_keys"], negative_keys])
-    if distributed.world_size() > 1:
-        infonce = _global_info_nce(persona_emb, candidate_emb, owner, keys, batch["accepted_keys"], mode, tau)
-    else:
-        valid = candidate_mask(owner, keys, batch["accepted_keys"], mode)
-        infonce = info_nce(persona_emb, candidate_emb, valid, tau)
+    valid = candidate_mask(owner, keys, batch["accepted_keys"])
+    per_persona = info_nce(persona_emb, candidate_emb, valid, tau, reduction="none")
+    infonce = _global_share(per_persona.mean(), torch.tensor(b, device=labels.device))
     terms = {"ce": ce, "infonce": infonce}
-    return LossParts(loss=weighted_sum(terms, weights), terms=terms)
+    similarity = F.cosine_similarity(persona_emb[owner], candidate_emb, dim=-1).detach()
+    return LossParts(loss=weighted_sum(terms, weights), terms=terms, owner=owner, similarity=similarity)
 
 
-def _token_share(ce: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """This process's token-mean CE, weighted by its share of the global batch's tokens: the mean
-    over processes is then the global batch's token-mean (one process: unchanged)."""
+def _global_share(mean: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
+    """This process's mean over `count` items, weighted by its share of the global batch's items:
+    the mean over processes is then the global batch's mean (one process: unchanged)."""
     n = distributed.world_size()
     if n == 1:
-        return ce
-    tokens = (labels != IGNORE_INDEX).sum()
-    return ce * (tokens * n / distributed.all_sum(tokens))
-
-
-def _global_info_nce(persona_emb: torch.Tensor, candidate_emb: torch.Tensor, owner: torch.Tensor,
-                     keys: torch.Tensor, accepted_keys: torch.Tensor, mode: str, tau: float) -> torch.Tensor:
-    """InfoNCE of the global batch, the same value on every process, its gradient scaled so that
-    DDP's average over processes is the one-process gradient."""
-    n = distributed.world_size()
-    personas, persona_counts = distributed.gather_rows(persona_emb.float())
-    candidates, candidate_counts = distributed.gather_rows(candidate_emb.float())
-    persona_start = [sum(persona_counts[:r]) for r in range(n)]
-    candidate_start = [sum(candidate_counts[:r]) for r in range(n)]
-    global_owner, _ = distributed.gather_rows(owner + persona_start[distributed.rank()])
-    global_keys, _ = distributed.gather_rows(keys)
-    global_accepted, _ = distributed.gather_rows(accepted_keys, pad_value=-1)
-    positives = torch.cat([torch.arange(count, device=keys.device) + start
-                           for count, start in zip(persona_counts, candidate_start, strict=True)])
-    valid = candidate_mask(global_owner, global_keys, global_accepted, mode, positives)
-    return distributed.GradScale.apply(info_nce(personas, candidates, valid, tau, positives), float(n))
+        return mean
+    return mean * (count * n / distributed.all_sum(count))

@@ -39,7 +39,7 @@ from slm4offer.data.userdata import (
 from slm4offer.data.world import Offer
 from slm4offer.errors import CannotRun, InvalidValue, MissingFile
 from slm4offer.files import write_text
-from slm4offer.model.generation import catalogue_similarity, generate_offers, rerank
+from slm4offer.model.inference import catalogue_similarity, generate_offers, rerank
 from slm4offer.model.modeling import load_trained
 from slm4offer.model.offer_t5 import OfferT5
 from slm4offer.model.training import INFO_FILE

@@ -2,9 +2,10 @@
 
 `train(cfg, kind)` is the stage: it returns the cached model for `cfg` when there is one,
 resumes from the last checkpoint when a run was interrupted, and otherwise trains from the
-start. Checkpoints (safetensors), resume, evaluation each epoch, gradient accumulation and
-multi-GPU (`accelerate launch`) come from `transformers.Trainer`; this module adds the examples,
-the collator and the loss, and logs CE, InfoNCE and the total separately for the loss curves.
+start. Checkpoints (safetensors), resume, evaluation each epoch, keeping the best epoch on the
+validation criterion with early stopping (`selection.py`), gradient accumulation and multi-GPU
+(`accelerate launch`) come from `transformers.Trainer`; this module adds the examples, the
+collator and the loss, and logs CE, InfoNCE and the total separately for the loss curves.
 Under `torchrun`/`accelerate launch` only the main process writes the dataset, the models and
 the logs, and the contrastive loss sees the whole global batch (`slm4offer.distributed`).
 
@@ -25,7 +26,14 @@ from pathlib import Path
 import datasets
 import numpy as np
 import torch
-from transformers import PreTrainedTokenizerBase, PrinterCallback, Trainer, TrainerCallback, TrainingArguments
+from transformers import (
+    EarlyStoppingCallback,
+    PreTrainedTokenizerBase,
+    PrinterCallback,
+    Trainer,
+    TrainerCallback,
+    TrainingArguments,
+)
 from transformers.integrations import TensorBoardCallback
 from transformers.trainer_callback import ExportableState
 from transformers.trainer_utils import get_last_checkpoint
@@ -47,6 +55,7 @@ from slm4offer.model.losses import (
     weighted_sum,
 )
 from slm4offer.model.modeling import ModelSource, OfferT5, build_model, load_trained, parameter_count, resolve_source
+from slm4offer.model.selection import CRITERION, ValidationCriterion, selected_epoch
 from slm4offer.runtime import hf_progress_bars, resolve_device, set_threads
 
 KINDS = ("sft", "contrastive")
@@ -204,10 +213,20 @@ class OfferTrainer(Trainer):
     # compute_loss returns a per-micro-batch mean: let Trainer divide by gradient accumulation.
     loss_is_scaled_for_ga = False
 
-    def __init__(self, *args, weights: dict[str, float], tau: float, negatives: str, **kwargs):
+    def __init__(self, *args, weights: dict[str, float], tau: float, negatives: str, in_batch: int,
+                 criterion: ValidationCriterion, **kwargs):
         super().__init__(*args, **kwargs)
-        self.weights, self.tau, self.negatives = weights, tau, negatives
+        self.weights, self.tau, self.negatives, self.in_batch = weights, tau, negatives, in_batch
+        self.criterion = criterion
         self.add_callback(LossPartsLog())
+
+    def evaluation_loop(self, *args, **kwargs):
+        """The validation losses, and the selection criterion beside them (before the Trainer logs,
+        keeps the best checkpoint and decides on early stopping)."""
+        output = super().evaluation_loop(*args, **kwargs)
+        prefix = kwargs.get("metric_key_prefix", "eval")
+        output.metrics[f"{prefix}_{CRITERION}"] = self.criterion(self.model, self.processing_class)
+        return output
 
     @property
     def parts_log(self) -> LossPartsLog:
@@ -218,7 +237,7 @@ class OfferTrainer(Trainer):
         # one forward call (OfferT5.forward's `run`), so that DDP and autocast see the whole loss;
         # validation computes every term, so that the SFT baseline's InfoNCE is logged too
         parts = model(run=lambda m: dual_loss(m, inputs, self.weights, self.tau, self.negatives,
-                                              every_term=not model.training))
+                                              self.in_batch, every_term=not model.training))
         # Trainer averages train losses per step but eval losses per example: weight alike.
         if model.training:
             self.parts_log.add("step", 1.0, parts)
@@ -249,7 +268,7 @@ class EpochPrinter(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs):
         if logs and "eval_loss" in logs and state.is_world_process_zero:
             parts = [f"epoch {logs.get('epoch', 0):.0f}/{args.num_train_epochs:.0f}"]
-            for key in ("train_epoch_loss", "eval_loss", *(f"eval_{name}" for name in LOSS_TERMS)):
+            for key in ("train_epoch_loss", "eval_loss", *(f"eval_{name}" for name in LOSS_TERMS), f"eval_{CRITERION}"):
                 if key in logs:
                     parts.append(f"{key} {logs[key]:.4f}")
             print("  ".join(parts), flush=True)
@@ -258,7 +277,9 @@ class EpochPrinter(TrainerCallback):
 def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, progress: bool,
                        checkpoint_every: int = 0, processes: int = 1,
                        split_sizes: tuple[int, ...] = ()) -> TrainingArguments:
-    """Trainer settings from the config. `checkpoint_every` = 0 checkpoints each epoch.
+    """Trainer settings from the config. `checkpoint_every` = 0 checkpoints (and evaluates) each
+    epoch; N > 0 every N steps. The best checkpoint on the validation criterion is kept and loaded
+    at the end.
 
     On several processes each batch of `batch_size` is split between them in order (accelerate's
     `split_batches`), so every step sees the examples it sees in one process, an epoch's last,
@@ -281,12 +302,16 @@ def training_arguments(cfg: Config, output_dir: Path, steps_per_epoch: int, prog
         weight_decay=cfg.weight_decay,
         warmup_steps=cfg.warmup_ratio,  # a float in [0, 1) is a ratio in transformers 5
         lr_scheduler_type="linear",
-        eval_strategy="epoch",
+        eval_strategy="steps" if checkpoint_every else "epoch",
+        eval_steps=checkpoint_every or None,
+        metric_for_best_model=CRITERION,
+        greater_is_better=True,
+        load_best_model_at_end=True,
         logging_strategy="steps",
         logging_steps=max(1, steps_per_epoch // cfg.logs_per_epoch),
         save_strategy="steps" if checkpoint_every else "epoch",
         save_steps=checkpoint_every or 500,
-        save_total_limit=2,
+        save_total_limit=2,  # and the best one, whichever it is
         restore_callback_states_from_checkpoint=True,  # the loss-part sums (LossPartsLog)
         seed=cfg.train_seed,
         full_determinism=not torch.cuda.is_available(),  # CPU runs repeat bit for bit (measured)
@@ -333,6 +358,7 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
     with distributed.main_process_first():  # the main process writes; the others read what it wrote
         dd = build_dataset(cfg, progress=progress and main)
         check_negatives(cfg, dd["train"])
+        criterion = ValidationCriterion(cfg, progress=progress and main)  # fits the learned judge once
         initial = out / "initial"
         if (initial / "config.json").is_file():  # resuming, or another process saved it: same start
             model, tokenizer = load_trained(initial)
@@ -353,7 +379,10 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
     trainer = OfferTrainer(model=model, args=args, train_dataset=train_examples,
                            eval_dataset=eval_examples, data_collator=OfferCollator(tokenizer.pad_token_id),
                            processing_class=tokenizer, weights=loss_weights(cfg), tau=cfg.tau, negatives=cfg.negatives,
-                           callbacks=[*([] if progress else [EpochPrinter()]), *(callbacks or [])])
+                           in_batch=cfg.in_batch_negatives, criterion=criterion,
+                           callbacks=[*([] if progress else [EpochPrinter()]), *(callbacks or []),
+                                      *([EarlyStoppingCallback(cfg.early_stopping_patience)]
+                                        if cfg.early_stopping_patience else [])])
     if not progress:
         trainer.remove_callback(PrinterCallback)  # per-step dicts would flood notebook outputs
     for callback in trainer.callback_handler.callbacks:  # beside the model, not in checkpoints/ (removed)
@@ -382,6 +411,7 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
             "device": str(args.device),
             "train_seconds_this_run": round(time.perf_counter() - start, 1),
             "resumed_from": Path(resume).name if resume else None,
+            "selection": selected_epoch(trainer.state.log_history, trainer.state.best_global_step),
             # stage_hash here omits the weights' source; the folder name (model_dir) includes it
             "provenance": provenance.collect(cfg, stage="train", with_time=True, model_dir=out.name),
         }
