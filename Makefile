@@ -18,12 +18,14 @@ PACKAGE_SOURCES := $(shell find slm4offer -name '*.py' -o -name '*.yaml')
 
 # A failed recipe leaves no half-made target behind (papermill writes its output on failure).
 .DELETE_ON_ERROR:
-.PHONY: all size-study test check bench lint venv clean help
+.PHONY: all size-study tune tune-size-study test check bench lint venv clean help
 
 help:
 	@echo "make all        # create .venv, execute notebooks 01-09 (PROFILE=$(PROFILE)), write figures/ and results/"
 	@echo "make test       # create .venv, unit tests + notebooks under nbval on the smoke profile"
 	@echo "make size-study # after make all: notebook 10, the contrastive gain at three model sizes (~45 min more)"
+	@echo "make tune       # opt-in, before make all: the learning-rate search of both methods on validation -> results/tuning.*"
+	@echo "make tune-size-study # opt-in: the same search at the size study's other widths (before make size-study)"
 	@echo "make check      # after make all: compare results/ with the committed ones, number by number, within tolerances"
 	@echo "make bench      # training/generation speed on this machine -> results/bench.{md,json}"
 	@echo "make lint       # ruff and mypy"
@@ -45,6 +47,15 @@ endif
 
 # Notebook 10: SFT and contrastive at half, one and two times the profile's width, 3 seeds each.
 size-study: artifacts/$(PROFILE)/.ran/10_model_size
+
+# The same grid for SFT and contrastive on a tuning seed, chosen on validation; make all trains the
+# choices (results/tuning.json). Opt-in: it trains 9 models at the profile's width.
+tune: $(STAMP)
+	$(BIN)/slm4offer tune --profile $(PROFILE) --write-results
+
+tune-size-study: $(STAMP)
+	$(BIN)/slm4offer tune --profile $(PROFILE) --write-results --no-equal-compute \
+		--widths $$($(BIN)/python -c "from slm4offer.config import load_config; d = load_config('$(PROFILE)').d_model; print(f'{d // 2},{2 * d}')")
 
 # Compares results/ with the committed results (read from git HEAD) and fails on a number outside
 # its stated tolerance or a changed conclusion. New reference results: slm4offer reproduce --write

@@ -49,7 +49,8 @@ EPILOG = """examples:
 # the LLM generator (generator=openai), so every stage that can build it offers its settings.
 LLM_CLIENT = ("llm_concurrency", "llm_max_attempts", "llm_timeout_s", "llm_backoff_s", "llm_max_error_share")
 DATASET = ("profile",) + STAGE_FIELDS["dataset"] + ("llm_base_url", "llm_model", "llm_temperature") + LLM_CLIENT
-TRAIN = DATASET + ("data",) + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):] + ("report_to", "device", "threads")
+TRAIN = DATASET + ("data",) + STAGE_FIELDS["train"][len(STAGE_FIELDS["dataset"]):] + ("tuning", "report_to", "device",
+                                                                                      "threads")
 GENERATE = TRAIN + STAGE_FIELDS["generate"][len(STAGE_FIELDS["train"]):] + ("generation_batch_size",)
 JUDGING = ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt")
 COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
@@ -57,6 +58,7 @@ COMMAND_FIELDS: dict[str, tuple[str, ...]] = {
     "train": TRAIN,
     "generate": GENERATE,
     "evaluate": GENERATE + JUDGING + ("eval_seeds", "baseline_candidates"),
+    "tune": TRAIN + ("eval_seeds",),
     "validate-judge": GENERATE + JUDGING + ("judge_samples",),
     "release": TRAIN,
     "config": tuple(f.name for f in config_fields()),
@@ -71,7 +73,8 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
     "model": ("init", "pretrained_model", "vocab_size", "d_model", "d_ff", "num_layers", "num_heads", "d_kv",
               "dropout", "max_persona_tokens", "max_offer_tokens"),
     "training": ("lam", "tau", "hard_negatives", "negatives", "in_batch_negatives", "pooling", "projection_dim",
-                 "train_seed", "epochs", "batch_size", "grad_accum", "learning_rate", "weight_decay", "warmup_ratio",
+                 "train_seed", "epochs", "batch_size", "grad_accum", "learning_rate", "tuning", "weight_decay",
+                 "warmup_ratio",
                  "early_stopping_patience", "logs_per_epoch", "bf16", "report_to", "device", "threads"),
     "generation": ("num_beams", "rerank_candidates", "generation_batch_size"),
     "judging": ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt", "eval_seeds",
@@ -241,6 +244,20 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
                           help="a judge to use; repeat for several (default: the judges field)")
     _add_config_flags(evaluate, "evaluate", defaults)
     _add_write_results(evaluate)
+
+    tune = sub.add_parser("tune", help="search the learning rate of both methods alike on validation "
+                          "-> results/tuning.* (make tune)",
+                          description="Train SFT and contrastive at every point of one grid (learning rate "
+                                      "3e-4, 1e-3, 3e-3), with the same epoch cap, on a tuning seed that is no "
+                                      "evaluation seed; keep each run's best epoch on the validation criterion; "
+                                      "choose per kind and width; write the table and the record that later "
+                                      "training reads (tuning=auto). Test personas are never read.")
+    tune.add_argument("--widths", default="", metavar="D,D,...",
+                      help="d_model values to tune, comma-separated (default: the profile's)")
+    tune.add_argument("--no-equal-compute", action="store_true",
+                      help="leave out the equal-compute SFT control (SFT trained for contrastive's training time)")
+    _add_config_flags(tune, "tune", defaults)
+    _add_write_results(tune)
 
     vj = sub.add_parser("validate-judge", help="agreement of a judge with reference labels "
                         "-> results/judge_validation.*",
@@ -413,6 +430,24 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _tune(args: argparse.Namespace) -> int:
+    from slm4offer.experiments.tuning import run_search, save_search
+
+    cfg = _config(args)
+    _guard_committed(cfg, args.write_results)
+    try:
+        widths = [int(w) for w in args.widths.split(",") if w.strip()] or [cfg.d_model]
+    except ValueError:
+        raise InvalidValue(f"--widths {args.widths!r}: give d_model values such as 64,128,256") from None
+    table = run_search(cfg, widths, equal_compute=not args.no_equal_compute)
+    rec = save_search(cfg, table)
+    for c in rec["choices"]:
+        say(f"{c['kind']}, d_model {c['d_model']}: " + ", ".join(f"{k} {v:g}" for k, v in c["chosen"].items())
+            + f" (validation criterion {100 * c['criterion']:.1f}%, best epoch {c['best_epoch']:g})")
+    say(f"written to {cfg.results_dir} (tuning.csv, tuning.md, tuning.json)", output=str(cfg.results_dir))
+    return 0
+
+
 def _validate_judge(args: argparse.Namespace) -> int:
     from slm4offer.experiments.judge_validation import summary, validate_judge
     from slm4offer.report.tables import write_validation
@@ -526,7 +561,8 @@ def _mark_parameters(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"synthesize": _synthesize, "validate-data": _validate_data, "train": _train, "generate": _generate,
-            "evaluate": _evaluate, "validate-judge": _validate_judge, "offers": _offers, "config": _show_config,
+            "evaluate": _evaluate, "tune": _tune, "validate-judge": _validate_judge, "offers": _offers,
+            "config": _show_config,
             "check": _check, "recompute": _recompute, "reproduce": _reproduce, "release": _release,
             "record-stage": _record_stage, "mark-parameters": _mark_parameters}
 

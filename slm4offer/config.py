@@ -100,7 +100,11 @@ class Config:
     batch_size: int = _f(32, "Examples (persona, accepted offer) per optimiser step; on N processes "
                          "(torchrun) each takes batch_size/N and the loss sees the whole batch.")
     grad_accum: int = _f(1, "Gradient accumulation steps.")
-    learning_rate: float = _f(1e-3, "Peak AdamW learning rate (linear decay after warm-up).")
+    learning_rate: float = _f(1e-3, "Peak AdamW learning rate (linear decay after warm-up); replaced by the tuned "
+                              "one where a tuning search chose it for this setup (see tuning).")
+    tuning: str = _f("auto", "auto: train with the learning rate `slm4offer tune` chose for this exact setup (kind, "
+                     "data, every training setting but learning rate and seed) when results/ has one, else "
+                     "learning_rate; off: always learning_rate.")
     weight_decay: float = _f(0.01, "AdamW weight decay.")
     warmup_ratio: float = _f(0.05, "Share of the training steps spent warming up the learning rate.")
     early_stopping_patience: int = _f(2, "Epochs without a gain in the validation criterion (the learned judge's "
@@ -169,7 +173,7 @@ class Config:
 
     def _check_model_fields(self) -> None:
         choices = {"init": ("auto", "pretrained", "scratch"), "pooling": ("mean", "eos"),
-                   "negatives": ("hard+in_batch", "hard", "in_batch")}
+                   "negatives": ("hard+in_batch", "hard", "in_batch"), "tuning": ("auto", "off")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise InvalidValue(f"{name}={getattr(self, name)!r}: must be one of {', '.join(allowed)}")

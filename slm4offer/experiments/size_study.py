@@ -40,15 +40,20 @@ def widths_around(cfg: Config) -> list[int]:
     return [cfg.d_model // 2, cfg.d_model, 2 * cfg.d_model]
 
 
+def width_shape(cfg: Config, width: int) -> dict:
+    """The settings of `cfg`'s architecture at d_model `width`, d_ff and d_kv in the profile's ratios."""
+    if width < cfg.num_heads or width % cfg.num_heads:
+        raise InvalidValue(f"d_model={width}: must be a positive multiple of num_heads={cfg.num_heads}")
+    return {"d_model": width, "d_ff": width * cfg.d_ff // cfg.d_model, "d_kv": width // cfg.num_heads}
+
+
 def size_grid(cfg: Config, widths: list[int]) -> dict[str, dict]:
     """Label -> the settings that differ from `cfg`: each kind at each width."""
     if len(set(widths)) < 2:
         raise InvalidValue(f"widths={widths}: a size study needs at least two different widths")
     out = {}
     for width in sorted(set(widths)):
-        if width < cfg.num_heads or width % cfg.num_heads:
-            raise InvalidValue(f"d_model={width}: must be a positive multiple of num_heads={cfg.num_heads}")
-        shape = {"d_model": width, "d_ff": width * cfg.d_ff // cfg.d_model, "d_kv": width // cfg.num_heads}
+        shape = width_shape(cfg, width)
         for kind in KINDS:
             out[label(kind, width)] = shape | (sft_settings() if kind == "sft" else {})
     for changes in out.values():  # fail before any training on a bad setting

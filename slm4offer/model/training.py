@@ -44,7 +44,7 @@ from slm4offer.config import Config, data_name
 from slm4offer.data.dataset import build_dataset
 from slm4offer.errors import InvalidValue
 from slm4offer.files import atomic_dir, write_json
-from slm4offer.model import distributed
+from slm4offer.model import distributed, tuned
 from slm4offer.model.losses import (
     IGNORE_INDEX,
     LOSS_TERMS,
@@ -79,14 +79,15 @@ class TrainedModel:
 
 
 def kind_config(cfg: Config, kind: str) -> Config:
-    """The config a kind trains with: SFT is the same model and data with every contrastive term off."""
+    """The config a kind trains with: SFT is the same model and data with every contrastive term off;
+    either takes the learning rate a tuning search chose for its setup (`tuned.apply`)."""
     if kind not in KINDS:
         raise InvalidValue(f"kind={kind!r}: must be one of {', '.join(KINDS)}")
     if kind == "sft":
-        return dataclasses.replace(cfg, **sft_settings())
+        return tuned.apply(dataclasses.replace(cfg, **sft_settings()))
     if is_sft(cfg):
         raise InvalidValue("kind='contrastive' with lam=0 is the SFT baseline: use kind='sft'")
-    return cfg
+    return tuned.apply(cfg)
 
 
 def model_label(cfg: Config) -> str:
@@ -389,9 +390,11 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
         if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
             callback.logging_dir = str(out / "runs")
     resume = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    was_tuned = cfg.tuning == "auto" and tuned.choice(cfg) is not None
     if main and progress:
-        print(f"training {model_label(cfg)} seed {cfg.train_seed} ({len(train_examples):,} examples, {cfg.epochs} "
-              f"epochs) -> {out}", flush=True)
+        print(f"training {model_label(cfg)} seed {cfg.train_seed} ({len(train_examples):,} examples, at most "
+              f"{cfg.epochs} epochs, learning rate {cfg.learning_rate:g}{' (tuned)' if was_tuned else ''}) -> {out}",
+              flush=True)
     if resume and main:
         print(f"resuming from {Path(resume).name}", flush=True)
     start = time.perf_counter()
@@ -412,6 +415,7 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
             "train_seconds_this_run": round(time.perf_counter() - start, 1),
             "resumed_from": Path(resume).name if resume else None,
             "selection": selected_epoch(trainer.state.log_history, trainer.state.best_global_step),
+            "tuning": {"learning_rate": cfg.learning_rate, "tuned": was_tuned},
             # stage_hash here omits the weights' source; the folder name (model_dir) includes it
             "provenance": provenance.collect(cfg, stage="train", with_time=True, model_dir=out.name),
         }

@@ -1,0 +1,126 @@
+"""Equal-budget tuning: one grid, one epoch cap, one seed and one criterion for both methods.
+
+Every point of `GRID` trains SFT and contrastive at each width asked, on `TUNING_SEED` (never an
+evaluation seed: the acceptance table's seeds are train_seed, train_seed + 1, ...), with the
+profile's epoch cap and schedule, and keeps its best epoch on the validation criterion
+(`model.selection`). Per kind and width the point with the highest criterion is chosen (the
+first in grid order among equals) and written to the tuning record (`model.tuned`), from which
+`make all` trains. Test personas are never read.
+
+An equal-compute SFT control trains SFT for as many epochs as cost what the contrastive cap
+costs (the ratio of their measured seconds per epoch at that width, rounded up), over the same
+grid: whether SFT given contrastive's compute catches up, on the same criterion.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+
+import pandas as pd
+
+from slm4offer import provenance
+from slm4offer.config import Config
+from slm4offer.errors import InvalidValue
+from slm4offer.experiments.size_study import width_shape
+from slm4offer.files import write_json, write_text
+from slm4offer.model import tuned
+from slm4offer.model.selection import ABOUT
+from slm4offer.model.training import KINDS, kind_config, train
+
+GRID: dict[str, tuple] = {"learning_rate": (3e-4, 1e-3, 3e-3)}
+TUNING_SEED = 1000
+EQUAL_COMPUTE = "sft, equal compute"
+
+
+def points() -> list[dict]:
+    return [dict(zip(GRID, values, strict=True)) for values in itertools.product(*GRID.values())]
+
+
+def search_config(cfg: Config, width: int, point: dict) -> Config:
+    """The config of one grid point: the tuning seed, the width's shape, the point's settings."""
+    if cfg.train_seed <= TUNING_SEED < cfg.train_seed + cfg.eval_seeds:
+        raise InvalidValue(f"train_seed={cfg.train_seed}, eval_seeds={cfg.eval_seeds}: the evaluation seeds include "
+                           f"the tuning seed {TUNING_SEED}")
+    return dataclasses.replace(cfg, tuning="off", train_seed=TUNING_SEED, **width_shape(cfg, width), **point)
+
+
+def _row(kind: str, width: int, point: dict, info: dict) -> dict:
+    selection = info["selection"]
+    return {"kind": kind, "d_model": width, **point, "criterion": selection["best_value"],
+            "best_epoch": selection["best_epoch"], "epochs_run": selection["epochs_run"],
+            "epoch_cap": info["provenance"]["config"]["epochs"], "train_seconds": info["train_seconds_this_run"],
+            "seconds_per_epoch": info["train_seconds_this_run"] / max(selection["epochs_run"], 1)}
+
+
+def run_search(cfg: Config, widths: list[int], equal_compute: bool = True, progress: bool = True) -> pd.DataFrame:
+    """One row per (kind, width, grid point): the best validation criterion, its epoch, the time."""
+    rows = []
+    for width in widths:
+        for kind, point in itertools.product(KINDS, points()):
+            rows.append(_row(kind, width, point, train(search_config(cfg, width, point), kind, progress=progress).info))
+        if equal_compute:
+            done = pd.DataFrame(rows)
+            per_epoch = done[done["d_model"] == width].groupby("kind")["seconds_per_epoch"].mean()
+            epochs = math.ceil(cfg.epochs * per_epoch["contrastive"] / per_epoch["sft"])
+            for point in points():
+                longer = dataclasses.replace(search_config(cfg, width, point), epochs=epochs)
+                rows.append(_row(EQUAL_COMPUTE, width, point, train(longer, "sft", progress=progress).info))
+    table = pd.DataFrame(rows)
+    best = table.groupby(["kind", "d_model"], sort=False)["criterion"].transform("max")
+    first = table[table["criterion"] == best].groupby(["kind", "d_model"], sort=False).head(1).index
+    return table.assign(chosen=table.index.isin(first))
+
+
+def record(cfg: Config, table: pd.DataFrame) -> dict:
+    """The tuning record: each (kind, width)'s chosen settings keyed by its exact setup, merged with
+    an earlier record's other widths."""
+    previous = tuned.read_record(cfg) or {"choices": []}
+    widths = set(table["d_model"])
+    choices = [c for c in previous["choices"] if c["d_model"] not in widths]
+    for row in table[table["chosen"] & table["kind"].isin(KINDS)].itertuples():
+        point = {name: float(getattr(row, name)) for name in GRID}
+        setup = kind_config(dataclasses.replace(cfg, tuning="off", **width_shape(cfg, row.d_model)), row.kind)
+        choices.append({"kind": row.kind, "d_model": int(row.d_model), "chosen": point,
+                        "criterion": float(row.criterion), "best_epoch": float(row.best_epoch),
+                        "setup": tuned.setup_key(setup)})
+    return {"grid": {k: list(v) for k, v in GRID.items()}, "tuning_seed": TUNING_SEED, "epoch_cap": cfg.epochs,
+            "early_stopping_patience": cfg.early_stopping_patience, "criterion": ABOUT,
+            "choices": sorted(choices, key=lambda c: (c["d_model"], KINDS.index(c["kind"]))),
+            "provenance": provenance.collect(cfg, with_time=True, command="tune")}
+
+
+def tuning_markdown(table: pd.DataFrame, rec: dict) -> str:
+    """The search's table for readers: every grid point's criterion, epochs and time; chosen in bold."""
+    grid = "; ".join(f"{name} ∈ {{{', '.join(f'{v:g}' for v in values)}}}" for name, values in rec["grid"].items())
+    lines = ["# Tuning: the same grid for both methods, chosen on validation", "",
+             f"Grid: {grid}; "
+             f"epoch cap {rec['epoch_cap']}, early stopping after {rec['early_stopping_patience']} epochs without a "
+             f"gain; tuning seed {rec['tuning_seed']} (not an evaluation seed). Criterion: {rec['criterion']}. "
+             f"Written by `slm4offer tune` (`make tune`); test personas are not read.", "",
+             "| d_model | kind | " + " | ".join(GRID) + " | criterion (%) | best epoch | epochs run | cap | "
+             "train seconds | s/epoch |", "|---|---|" + "---|" * len(GRID) + "---|---|---|---|---|---|"]
+    for row in table.sort_values(["d_model", "kind"], kind="stable").itertuples():
+        cells = [f"{getattr(row, name):g}" for name in GRID]
+        value = f"{100 * row.criterion:.1f}"
+        lines.append(f"| {row.d_model} | {row.kind} | {' | '.join(cells)} | "
+                     f"{f'**{value}**' if row.chosen else value} | {row.best_epoch:g} | {row.epochs_run:g} | "
+                     f"{row.epoch_cap} | {row.train_seconds:.0f} | {row.seconds_per_epoch:.0f} |")
+    lines += ["", f"Bold: the chosen point of each kind and width, which `make all` trains (`{tuned.RECORD_FILE}`). "
+              f"'{EQUAL_COMPUTE}': SFT given the contrastive cap's training time (a control; not used by make all)."]
+    return "\n".join(lines) + "\n"
+
+
+def save_search(cfg: Config, table: pd.DataFrame) -> dict:
+    """results/tuning.{csv,md,json} (the profile's results folder); rows of other widths are kept."""
+    rec = record(cfg, table)
+    out = cfg.results_dir
+    path = out / "tuning.csv"
+    if path.is_file():
+        earlier = pd.read_csv(path)
+        table = pd.concat([earlier[~earlier["d_model"].isin(set(table["d_model"]))], table], ignore_index=True)
+    write_text(path, table.to_csv(index=False))
+    write_text(out / "tuning.md", tuning_markdown(table, rec))
+    write_json(tuned.record_path(cfg), rec)
+    return rec
