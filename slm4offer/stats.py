@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
+from scipy import stats
 from scipy.stats import binomtest, bootstrap, chi2_contingency
 from sklearn.metrics import cohen_kappa_score
 
@@ -242,6 +243,49 @@ class SeedPersonaBootstrap:
         p = min(1.0, 2 * (min(below, above) + 1) / (len(dist) + 1))
         return Difference(float(np.nanmean(x)), float(np.nanmean(y)), float(np.nanmean(d)), float(low),
                           float(high), float(p))
+
+
+@dataclass(frozen=True)
+class SeedInterval:
+    """The seed-level interval: a t-interval (and a one-sample t-test of 0) over per-seed values."""
+
+    mean: float
+    low: float
+    high: float
+    pvalue: float
+    seeds: int
+
+
+def seed_interval(per_seed, confidence_level: float = 0.95) -> SeedInterval:
+    """Student's t-interval of the mean over training seeds, each seed's value (its mean over the
+    same test personas) one observation.
+
+    It treats the personas as fixed and the seeds as the random draws, so it answers "would another
+    set of training runs give this?"; with few seeds it is wide, as it should be. NaN with one seed.
+    """
+    x = np.asarray(per_seed, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) < 2:
+        return SeedInterval(float(x.mean()) if len(x) else np.nan, np.nan, np.nan, np.nan, len(x))
+    if np.ptp(x) == 0:  # no spread: the interval is the point, and only a zero mean is consistent with 0
+        return SeedInterval(float(x[0]), float(x[0]), float(x[0]), 1.0 if x[0] == 0 else 0.0, len(x))
+    test = stats.ttest_1samp(x, 0.0)
+    ci = test.confidence_interval(confidence_level)
+    return SeedInterval(float(x.mean()), float(ci.low), float(ci.high), float(test.pvalue), len(x))
+
+
+def seeds_to_exclude_zero(per_seed, confidence_level: float = 0.95, most: int = 1000) -> int | None:
+    """How many seeds a t-interval would need to exclude 0 if the per-seed mean and spread stayed
+    as observed (None: no mean, or not within `most`)."""
+    x = np.asarray(per_seed, dtype=float)
+    x = x[~np.isnan(x)]
+    if len(x) < 2 or x.mean() == 0:
+        return None
+    sd = x.std(ddof=1)
+    for n in range(2, most + 1):
+        if stats.t.ppf(0.5 + confidence_level / 2, n - 1) * sd / np.sqrt(n) < abs(x.mean()):
+            return n
+    return None
 
 
 def holm(pvalues) -> np.ndarray:

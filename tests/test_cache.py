@@ -25,6 +25,9 @@ CODE_ALLOWED = {
     "files.py": "writes atomically what the stage decided",
     "provenance.py": "the record written beside an output, never read back into it",
     "stats.py": "the dataset module's segment table for figures, which is not cached",
+    "model/tuned.py": "picks the learning rate, which is in the key",
+    "judges/simulated.py": "a judge training's validation criterion does not ask for (it uses the learned one)",
+    "judges/llm_judge.py": "a judge training's validation criterion does not ask for (it uses the learned one)",
     **dict.fromkeys(LLM_GENERATOR_CODE, "in the key where the dataset came from an LLM (generator='openai')"),
 }
 # Config fields a stage's code reads that cannot change what it caches, and why.
@@ -36,6 +39,7 @@ FIELDS_ALLOWED = {
     "threads": "CPU threads, like the device: provenance records each run's numerics, threads included",
     "generation_batch_size": "personas per generation batch; padding is masked",
     "accept_threshold": "the learned judge applies it when it is loaded, after the cache",
+    "tuning": "replaced by the learning rate it chooses, which is in the key",
     **dict.fromkeys(("llm_base_url", "llm_concurrency", "llm_max_attempts", "llm_timeout_s", "llm_backoff_s",
                      "llm_max_error_share"), "how the endpoint is asked, not what: model and temperature are keyed"),
 }

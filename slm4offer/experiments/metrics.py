@@ -12,8 +12,10 @@ those alone come three ways to score a system, because the headline must not dep
   system and seed (common random numbers, so comparisons stay paired); the campaign outcome
   one draw of customers would give, whose expectation is the expected acceptance.
 
-Every interval and comparison resamples training seeds and personas together
-(`stats.SeedPersonaBootstrap`). `slm4offer recompute` recomputes the committed tables
+Every interval and comparison comes twice: resampling training seeds and personas together
+(`stats.SeedPersonaBootstrap`), and at the seed level, a t-interval over the per-seed values
+(`stats.seed_interval`). The seed-level one is the wider with few seeds; REPRODUCE.md's
+sentences rest on it. `slm4offer recompute` recomputes the committed tables
 from the committed decision files and fails if any number differs.
 """
 
@@ -29,7 +31,7 @@ import pandas as pd
 from slm4offer import paper
 from slm4offer.errors import InvalidValue
 from slm4offer.experiments.systems import SYSTEMS
-from slm4offer.stats import SeedPersonaBootstrap, holm, mcnemar_exact, seed_spread
+from slm4offer.stats import SeedPersonaBootstrap, holm, mcnemar_exact, seed_interval, seed_spread
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,14 @@ class Metric:
     @property
     def ci_high(self) -> str:
         return f"{self.prefix}ci_high"
+
+    @property
+    def seed_ci_low(self) -> str:
+        return f"{self.prefix}seed_ci_low"
+
+    @property
+    def seed_ci_high(self) -> str:
+        return f"{self.prefix}seed_ci_high"
 
 
 def _in_catalogue(decisions: pd.DataFrame, p: pd.Series) -> pd.Series:
@@ -172,9 +182,12 @@ def acceptance_table(decisions: pd.DataFrame) -> pd.DataFrame:
         row = {"system": system, "judge": judge, "seeds": per_seed.ngroups}
         for m in METRICS.values():
             values = every[m.key].loc[group.index]
-            mean, std = seed_spread(values.groupby(group["seed"].fillna(-1)).mean().to_numpy())
+            per_seed = values.groupby(group["seed"].fillna(-1)).mean().to_numpy()
+            mean, std = seed_spread(per_seed)
             low, high = boot.interval(_grid(group, values, seeds, personas))
-            row |= {m.mean: mean, m.std: std, m.ci_low: low, m.ci_high: high}
+            by_seed = seed_interval(per_seed)
+            row |= {m.mean: mean, m.std: std, m.ci_low: low, m.ci_high: high,
+                    m.seed_ci_low: by_seed.low, m.seed_ci_high: by_seed.high}
         offers = group.drop_duplicates(["seed", "persona_id"])
         inside = pd.to_numeric(judged.loc[judged["in_catalogue"].astype(bool), "probability"], errors="coerce")
         row |= {"accepted": int(judged["accept"].sum()), "judged": len(judged),
@@ -192,7 +205,8 @@ def acceptance_table(decisions: pd.DataFrame) -> pd.DataFrame:
 
 def comparisons(decisions: pd.DataFrame, pairs=COMPARISONS) -> pd.DataFrame:
     """b - a under every judge and metric, paired on seeds and personas: the difference in points
-    with its bootstrap CI and p-value, and the paper's relative gain (b - a) / a."""
+    with its bootstrap CI and p-value, its seed-level t-interval and p (over the per-seed
+    differences), and the paper's relative gain (b - a) / a."""
     seeds, personas, boot = _frame(decisions)
     present = set(decisions["system"])
     rows = []
@@ -208,10 +222,22 @@ def comparisons(decisions: pd.DataFrame, pairs=COMPARISONS) -> pd.DataFrame:
                 if not boot.comparable(xa, xb):  # no outcome under this metric (a judge without probabilities)
                     continue
                 d = boot.difference(xa, xb)
+                by_seed = seed_interval(per_seed_difference(xa, xb))
                 rows.append({"judge": judge, "metric": m.label, "a": a, "b": b, "a_value": d.a, "b_value": d.b,
                              "points": 100 * d.diff, "ci_low": 100 * d.low, "ci_high": 100 * d.high,
-                             "p": d.pvalue, "relative": d.diff / d.a if d.a else np.nan})
+                             "p": d.pvalue, "seed_ci_low": 100 * by_seed.low, "seed_ci_high": 100 * by_seed.high,
+                             "seed_p": by_seed.pvalue, "seeds": by_seed.seeds,
+                             "relative": d.diff / d.a if d.a else np.nan})
     return pd.DataFrame(rows)
+
+
+def per_seed_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """b - a per training seed, each the mean over the personas both have an outcome for (a grid of
+    one row, a system that does not depend on the seed, is the same for every seed)."""
+    shape = (max(a.shape[0], b.shape[0]), a.shape[1])
+    d = np.broadcast_to(b, shape) - np.broadcast_to(a, shape)
+    with np.errstate(all="ignore"):
+        return np.array([np.nanmean(row) if (~np.isnan(row)).any() else np.nan for row in d])
 
 
 def paper_gain() -> dict:
@@ -259,10 +285,15 @@ def paired_tests(decisions: pd.DataFrame, a: str = "sft", b: str = "contrastive"
 
 
 def rate_cell(row: pd.Series, metric: str = "rate") -> str:
-    """'46.2 ± 1.3 [43.9, 48.5]': a table row's `metric` in points, ± its std over seeds (with
-    several seeds), and its 95% CI."""
+    """'46.2 ± 1.3 [43.9, 48.5] seeds [40.1, 52.3]': a table row's `metric` in points, ± its std over
+    seeds, its bootstrap 95% CI and, with several seeds, its seed-level 95% t-interval."""
     m = METRICS[metric]
     if pd.isna(row[m.mean]):
         return "—"  # not defined for this judge (no probabilities)
-    spread = f" ± {100 * row[m.std]:.1f}" if row["seeds"] > 1 else ""
-    return f"{100 * row[m.mean]:.1f}{spread} [{100 * row[m.ci_low]:.1f}, {100 * row[m.ci_high]:.1f}]"
+    cell = f"{100 * row[m.mean]:.1f}"
+    if row["seeds"] > 1:
+        cell += f" ± {100 * row[m.std]:.1f}"
+    cell += f" [{100 * row[m.ci_low]:.1f}, {100 * row[m.ci_high]:.1f}]"
+    if row["seeds"] > 1 and m.seed_ci_low in row and not pd.isna(row[m.seed_ci_low]):
+        cell += f" seeds [{100 * row[m.seed_ci_low]:.1f}, {100 * row[m.seed_ci_high]:.1f}]"
+    return cell

@@ -25,20 +25,26 @@ def _batches(items: list, size: int):
 def generate_offers(model: OfferT5, tokenizer: PreTrainedTokenizerBase, personas: list[str],
                     max_new_tokens: int, num_beams: int = 1, num_return_sequences: int = 1,
                     batch_size: int = 64, max_persona_tokens: int = 512, progress: bool = False,
-                    desc: str = "generate") -> list[list[str]]:
+                    desc: str = "generate", sample_seed: int | None = None) -> list[list[str]]:
     """`num_return_sequences` offers per persona, best first, generated a batch at a time (`desc`
-    labels the progress bar)."""
+    labels the progress bar). With `sample_seed`, each offer is sampled from the model's full
+    distribution (temperature 1, no top-k or top-p) instead, from that seed, leaving torch's global
+    random state as it was."""
     model.eval()
     out: list[list[str]] = []
     chunks = list(_batches(personas, batch_size))
-    for chunk in tqdm(chunks, desc=desc, disable=not progress):
-        enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
-                        max_length=max_persona_tokens).to(model.device)
-        ids = model.generate(  # type: ignore[misc]  # OfferT5 is a generative model
-            **enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=max(num_beams, num_return_sequences),
-            num_return_sequences=num_return_sequences)
-        texts = tokenizer.batch_decode(ids, skip_special_tokens=True)  # type: ignore[arg-type]  # token ids here
-        out.extend(texts[i:i + num_return_sequences] for i in range(0, len(texts), num_return_sequences))
+    sampling = {"do_sample": False, "num_beams": max(num_beams, num_return_sequences)} if sample_seed is None else {
+        "do_sample": True, "num_beams": 1, "top_k": 0, "top_p": 1.0, "temperature": 1.0}
+    with torch.random.fork_rng(devices=[]):
+        if sample_seed is not None:
+            torch.manual_seed(sample_seed)
+        for chunk in tqdm(chunks, desc=desc, disable=not progress):
+            enc = tokenizer(chunk, return_tensors="pt", padding=True, truncation=True,
+                            max_length=max_persona_tokens).to(model.device)
+            ids = model.generate(  # type: ignore[misc]  # OfferT5 is a generative model
+                **enc, max_new_tokens=max_new_tokens, num_return_sequences=num_return_sequences, **sampling)
+            texts = tokenizer.batch_decode(ids, skip_special_tokens=True)  # type: ignore[arg-type]  # token ids
+            out.extend(texts[i:i + num_return_sequences] for i in range(0, len(texts), num_return_sequences))
     return out
 
 
