@@ -97,3 +97,35 @@ def test_sweep_sentence_counts_the_thresholds_where_contrastive_is_above():
                           for s, r in (("sft", sft), ("contrastive", con))])
     assert findings.sweep_sentence(sweep) == ("Threshold sweep (mean over seeds): simulated judge: contrastive above "
                                               "sft at 2 of 3 thresholds (0.3–0.7).")
+
+
+def seed_gain(a: str, b: str, points: float, seed_low: float, seed_high: float, needed=None, judge="simulated"):
+    return {"judge": judge, "metric": "expected acceptance", "a": a, "b": b, "a_value": 0.4,
+            "b_value": 0.4 + points / 100, "points": points, "ci_low": seed_low / 2, "ci_high": seed_high / 2, "p": 0.01,
+            "seed_ci_low": seed_low, "seed_ci_high": seed_high, "seed_p": 0.01, "seeds": 5, "seeds_needed": needed,
+            "relative": points / 40}
+
+
+def test_the_decision_rule_keeps_retracts_or_calls_inconclusive_on_the_seed_level_interval():
+    keep = pd.DataFrame([seed_gain("sft", "contrastive", 4.0, 0.5, 7.5)])
+    assert "the generator claim is kept" in findings.decision(keep)
+    wide = pd.DataFrame([seed_gain("sft", "contrastive", 4.0, -0.5, 8.5, needed=9)])
+    assert "inconclusive; about 9 seeds" in findings.decision(wide), "a bootstrap CI above 0 is not enough"
+    small = pd.DataFrame([seed_gain("sft", "contrastive", -1.5, -4.0, 1.0)])
+    assert "retracted" in findings.decision(small)
+    between = pd.DataFrame([seed_gain("sft", "contrastive", 2.5, 0.5, 4.5, needed=3)])
+    assert "inconclusive" in findings.decision(between)
+    assert "cannot be applied" in findings.decision(pd.DataFrame([seed_gain("sft", "contrastive", 4, 1, 7, judge="x")]))
+
+
+def test_scorer_and_control_sentences_follow_their_seed_level_intervals():
+    gain = pd.DataFrame([seed_gain("sft", "sft+rerank", 20.0, 15.0, 25.0),
+                         seed_gain("sft+rerank", "contrastive+rerank", 0.6, -2.4, 3.6),
+                         seed_gain("sft, sampled", "contrastive", 5.0, 1.0, 9.0),
+                         seed_gain("sft beams, random pick", "contrastive", -3.0, -6.0, -0.5)])
+    scorer = findings.scorer_sentences(gain)
+    assert len(scorer) == 2 and "higher, the seed-level interval above 0" in scorer[0]
+    assert "not distinguishable at the seed level" in scorer[1]
+    controls = findings.control_sentences(gain)
+    assert len(controls) == 2 and "more than variety" in controls[0]
+    assert "lower, the seed-level interval below 0" in controls[1] and "more than variety" not in controls[1]

@@ -168,3 +168,32 @@ def test_a_new_metric_is_one_registry_entry(monkeypatch, tmp_path):
     names = [n.name for n in check.acceptance_numbers(table, table, "acceptance")]
     assert "acceptance (graded): sft, simulated judge" in names
     assert metrics.rate_cell(table.iloc[0], "graded").count("[") == 1
+
+
+def test_the_seed_level_interval_is_a_t_interval_over_per_seed_differences():
+    from scipy import stats
+
+    gain = metrics.comparisons(known())
+    row = gain[(gain["a"] == "sft") & (gain["b"] == "contrastive") & (gain["metric"] == "thresholded rate")].iloc[0]
+    per_seed = np.array([70 - 40, 50 - 50], dtype=float)  # points, seed 0 and seed 1
+    low, high = stats.t.interval(0.95, 1, loc=per_seed.mean(), scale=stats.sem(per_seed))
+    assert (row["seed_ci_low"], row["seed_ci_high"]) == pytest.approx((low, high))
+    assert row["seeds"] == 2 and row["seed_p"] == pytest.approx(stats.ttest_1samp(per_seed, 0).pvalue)
+    assert row["seed_ci_high"] - row["seed_ci_low"] > row["ci_high"] - row["ci_low"], "two seeds: wide"
+    table = metrics.acceptance_table(known()).set_index("system")
+    low, high = stats.t.interval(0.95, 1, loc=0.45, scale=stats.sem([0.4, 0.5]))
+    assert (table.loc["sft", "seed_ci_low"], table.loc["sft", "seed_ci_high"]) == pytest.approx((low, high))
+    assert np.isnan(table.loc["popular", "seed_ci_low"]), "one seed has no seed-level interval"
+    assert "seeds [" in metrics.rate_cell(table.loc["sft"]) and "seeds [" not in metrics.rate_cell(table.loc["popular"])
+
+
+def test_seeds_needed_is_the_smallest_count_whose_t_interval_excludes_zero():
+    from scipy import stats
+
+    from slm4offer.stats import seeds_to_exclude_zero
+
+    per_seed = [4.9, 3.6, 13.5]
+    n = seeds_to_exclude_zero(per_seed)
+    sd, mean = np.std(per_seed, ddof=1), np.mean(per_seed)
+    assert stats.t.ppf(0.975, n - 1) * sd / np.sqrt(n) < mean <= stats.t.ppf(0.975, n - 2) * sd / np.sqrt(n - 1)
+    assert seeds_to_exclude_zero([0.0, 0.0]) is None and seeds_to_exclude_zero([1.0]) is None

@@ -31,7 +31,14 @@ import pandas as pd
 from slm4offer import paper
 from slm4offer.errors import InvalidValue
 from slm4offer.experiments.systems import SYSTEMS
-from slm4offer.stats import SeedPersonaBootstrap, holm, mcnemar_exact, seed_interval, seed_spread
+from slm4offer.stats import (
+    SeedPersonaBootstrap,
+    holm,
+    mcnemar_exact,
+    seed_interval,
+    seed_spread,
+    seeds_to_exclude_zero,
+)
 
 
 @dataclass(frozen=True)
@@ -96,8 +103,12 @@ METRICS: dict[str, Metric] = {m.key: m for m in (
 
 def metric_labelled(label: str) -> Metric:
     return next(m for m in METRICS.values() if m.label == label)
+# The generator (same decoding; same reranker), the scorer (SFT's offers with and without it; the
+# catalogue ranked by it), and the variety controls against the contrastive generator.
 COMPARISONS = (("sft", "contrastive"), ("sft+rerank", "contrastive+rerank"), ("sft", "sft+rerank"),
-               ("contrastive", "catalog by similarity"))
+               ("sft", "catalog by similarity"), ("contrastive", "catalog by similarity"),
+               ("sft, sampled", "contrastive"), ("sft beams, random pick", "contrastive"),
+               ("sft beams, random pick", "sft+rerank"))
 THRESHOLDS = tuple(np.round(np.arange(0.30, 0.701, 0.05), 2))
 N_RESAMPLES, BOOTSTRAP_SEED = 4000, 0
 JUDGE_COLUMNS = ("accept", "probability", "error")
@@ -222,11 +233,13 @@ def comparisons(decisions: pd.DataFrame, pairs=COMPARISONS) -> pd.DataFrame:
                 if not boot.comparable(xa, xb):  # no outcome under this metric (a judge without probabilities)
                     continue
                 d = boot.difference(xa, xb)
-                by_seed = seed_interval(per_seed_difference(xa, xb))
+                per_seed = per_seed_difference(xa, xb)
+                by_seed = seed_interval(per_seed)
                 rows.append({"judge": judge, "metric": m.label, "a": a, "b": b, "a_value": d.a, "b_value": d.b,
                              "points": 100 * d.diff, "ci_low": 100 * d.low, "ci_high": 100 * d.high,
                              "p": d.pvalue, "seed_ci_low": 100 * by_seed.low, "seed_ci_high": 100 * by_seed.high,
                              "seed_p": by_seed.pvalue, "seeds": by_seed.seeds,
+                             "seeds_needed": seeds_to_exclude_zero(per_seed),
                              "relative": d.diff / d.a if d.a else np.nan})
     return pd.DataFrame(rows)
 

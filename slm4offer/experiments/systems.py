@@ -11,6 +11,9 @@ figures' colours, the generated sentences and `make check`'s tolerances all read
   the same reranker, so what differs between them is the generator;
 - catalog by similarity: every catalog offer scored by that same contrastive model, the closest
   kept: targeting by the learned similarity with no generation (always in the catalogue);
+- sft, sampled and sft beams, random pick: controls with more variety than SFT's greedy offer and
+  no contrastive signal (an offer sampled from SFT's distribution; one of its beam candidates
+  drawn at random), so that a gain from less collapse onto a few offers shows up without one;
 - best: each persona's best catalog offer under the simulated customer (the ceiling; only for
   synthetic worlds, since it reads the customer).
 """
@@ -30,7 +33,7 @@ from slm4offer.data.world import SimulatedCustomer
 from slm4offer.domains import load_domain
 from slm4offer.errors import InvalidValue
 from slm4offer.model.generation import generate
-from slm4offer.model.inference import rerank
+from slm4offer.model.inference import generate_offers, rerank
 from slm4offer.model.training import kind_config, train
 
 
@@ -67,17 +70,48 @@ def _reranked(kind: str | None) -> Callable[[Config, int, bool], list[str]]:
         if kind is None:
             candidates = [[o.text for o in load_catalog(cfg.dataset_dir)]] * len(test)
         else:
-            n = cfg.baseline_candidates
-            rows = generate(dataclasses.replace(seeded, num_beams=max(cfg.num_beams, n), rerank_candidates=n),
-                            kind, split="test", progress=progress)
-            by_id = {r["persona_id"]: r["candidates"] for r in rows}
-            candidates = [by_id[pid] for pid in test["persona_id"]]
+            candidates = _beam_candidates(cfg, kind, seed, progress)
         scorer = train(kind_config(seeded, "contrastive"), "contrastive", progress=progress)
         chosen, _ = rerank(scorer.model, scorer.tokenizer, list(test["persona"]), candidates,
                            batch_size=cfg.generation_batch_size, max_persona_tokens=cfg.max_persona_tokens,
                            max_offer_tokens=cfg.max_offer_tokens, progress=progress,
                            desc=f"rerank {'the catalogue' if kind is None else kind + ' beams'}, seed {seed}")
         return chosen
+    return offers
+
+
+def _sampled(kind: str) -> Callable[[Config, int, bool], list[str]]:
+    """One offer per test persona sampled from `kind`'s distribution (temperature 1), seeded per
+    training seed."""
+    def offers(cfg: Config, seed: int, progress: bool) -> list[str]:
+        test = build_dataset(cfg, progress=progress)["test"]
+        trained = train(kind_config(dataclasses.replace(cfg, train_seed=seed), kind), kind, progress=progress)
+        draw = int(np.random.SeedSequence(cfg.seed, spawn_key=(41, seed)).generate_state(1)[0])
+        return [o[0] for o in generate_offers(trained.model, trained.tokenizer, list(test["persona"]),
+                                              max_new_tokens=cfg.max_offer_tokens,
+                                              batch_size=cfg.generation_batch_size,
+                                              max_persona_tokens=cfg.max_persona_tokens, progress=progress,
+                                              desc=f"sample: {kind} seed {seed}, test", sample_seed=draw)]
+    return offers
+
+
+def _beam_candidates(cfg: Config, kind: str, seed: int, progress: bool) -> list[list[str]]:
+    """`kind`'s `baseline_candidates` beam candidates per test persona, in split order (cached)."""
+    test = build_dataset(cfg, progress=progress)["test"]
+    n = cfg.baseline_candidates
+    rows = generate(dataclasses.replace(cfg, train_seed=seed, num_beams=max(cfg.num_beams, n), rerank_candidates=n),
+                    kind, split="test", progress=progress)
+    by_id = {r["persona_id"]: r["candidates"] for r in rows}
+    return [by_id[pid] for pid in test["persona_id"]]
+
+
+def _random_beam(kind: str) -> Callable[[Config, int, bool], list[str]]:
+    """One of `kind`'s beam candidates drawn uniformly per persona: the reranker's choices with
+    no similarity behind the choice."""
+    def offers(cfg: Config, seed: int, progress: bool) -> list[str]:
+        candidates = _beam_candidates(cfg, kind, seed, progress)
+        rng = np.random.default_rng(np.random.SeedSequence(cfg.seed, spawn_key=(42, seed)))
+        return [c[int(rng.integers(len(c)))] for c in candidates]
     return offers
 
 
@@ -111,6 +145,8 @@ SYSTEMS: dict[str, System] = {
     "contrastive": System(_generated("contrastive"), ranked=True, color="#c44e52"),
     "contrastive+rerank": System(_reranked("contrastive"), color="#e3a0a2"),
     "catalog by similarity": System(_reranked(None), color="#8172b2"),
+    "sft, sampled": System(_sampled("sft"), color="#64b5cd"),
+    "sft beams, random pick": System(_random_beam("sft"), color="#2f4b7c"),
     "best": System(_best, seeded=False, trained=False, world_only=True, baseline=True, ranked=True,
                    color="#55a868"),
 }

@@ -113,6 +113,81 @@ def targeting_sentences(table: pd.DataFrame, gain: pd.DataFrame, judge: str = "s
     return out
 
 
+# The decision rule on the generator, fixed before the tuned models were run (REPRODUCE.md states it):
+# on expected acceptance under the world's customer, with the seed-level interval.
+KEEP_POINTS, RETRACT_POINTS = 3.0, 2.0
+DECISION_JUDGE, DECISION_METRIC = "simulated", "expected"
+
+
+def _seed_points(r) -> str:
+    return f"{r['points']:+.1f} points (seed-level 95% CI [{r['seed_ci_low']:+.1f}, {r['seed_ci_high']:+.1f}], " \
+           f"{int(r['seeds'])} seeds)"
+
+
+def decision(gain: pd.DataFrame, judge: str = DECISION_JUDGE) -> str:
+    """The decision rule applied to contrastive − SFT (greedy) in expected acceptance: at least
+    +3 points with the seed-level interval above 0 keeps the generator claim; within ±2 points
+    retracts it; anything else is inconclusive, with the seeds that would settle it."""
+    label = metrics.METRICS[DECISION_METRIC].label
+    rows = _rows(gain, judge, "sft", "contrastive")
+    if label not in rows.index:
+        return f"Decision rule: no {label} under the {judge} judge, so the rule cannot be applied."
+    r = rows.loc[label]
+    said = f"Decision rule ({judge} judge, {label}): contrastive − SFT {_seed_points(r)}"
+    if r["points"] >= KEEP_POINTS and r["seed_ci_low"] > 0:
+        return f"{said}: at least +{KEEP_POINTS:g} with the interval above 0, so the generator claim is kept."
+    if abs(r["points"]) <= RETRACT_POINTS:
+        return f"{said}: within ±{RETRACT_POINTS:g} points, so the generator claim is retracted."
+    needed = r.get("seeds_needed")
+    settle = (f"about {int(needed)} seeds would give an interval that excludes 0 if the per-seed mean and spread "
+              f"stayed as observed" if pd.notna(needed) else "no number of seeds would settle it at this spread")
+    return f"{said}: inconclusive; {settle}."
+
+
+def scorer_sentences(gain: pd.DataFrame, judge: str = DECISION_JUDGE) -> list[str]:
+    """The learned similarity as a scorer, apart from the generator: SFT's beams reranked by it, the
+    catalogue ranked by it, and the contrastive generator once the scorer is used."""
+    label = metrics.METRICS[DECISION_METRIC].label
+    out = []
+    for a, b, what in (("sft", "sft+rerank", "Reranking SFT's beams with the contrastive model's similarity"),
+                       ("sft", "catalog by similarity", "Ranking the whole catalogue by that similarity"),
+                       ("sft+rerank", "contrastive+rerank", "With the scorer in place, the contrastive generator")):
+        rows = _rows(gain, judge, a, b)
+        if label in rows.index and "seed_ci_low" in rows:
+            r = rows.loc[label]
+            out.append(f"{what} changes {label} ({judge} judge) against {a} by {_seed_points(r)}: "
+                       f"{_seed_direction(r)}.")
+    return out
+
+
+def control_sentences(gain: pd.DataFrame, judge: str = DECISION_JUDGE) -> list[str]:
+    """What the variety controls show: does contrastive beat SFT made more varied without any
+    contrastive signal, and does the reranker beat a random pick among the same beams?"""
+    label = metrics.METRICS[DECISION_METRIC].label
+    out = []
+    for a, b, what in (("sft, sampled", "contrastive", "against SFT's sampled offers (more variety, no contrastive "
+                                                       "signal), the contrastive generator"),
+                       ("sft beams, random pick", "contrastive", "against a random pick among SFT's beams, the "
+                                                                 "contrastive generator"),
+                       ("sft beams, random pick", "sft+rerank", "against a random pick among the same beams, the "
+                                                                "contrastive reranker")):
+        rows = _rows(gain, judge, a, b)
+        if label in rows.index and "seed_ci_low" in rows:
+            r = rows.loc[label]
+            out.append(f"{what[0].upper() + what[1:]} differs in {label} ({judge} judge) by {_seed_points(r)}: "
+                       f"{_seed_direction(r)}" + (", so its gain is more than variety." if r["seed_ci_low"] > 0
+                                                  else "."))
+    return out
+
+
+def _seed_direction(r) -> str:
+    if r["seed_ci_low"] > 0:
+        return "higher, the seed-level interval above 0"
+    if r["seed_ci_high"] < 0:
+        return "lower, the seed-level interval below 0"
+    return "not distinguishable at the seed level"
+
+
 def sweep_sentence(sweep: pd.DataFrame, a: str = "sft", b: str = "contrastive") -> str:
     """Does b stay above a whatever the judge's threshold (the sweep of `metrics.threshold_sweep`)?"""
     parts = []
