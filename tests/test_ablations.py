@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from slm4offer.config import load_config
-from slm4offer.experiments.ablations import BASE, ablation_table, variants
+from slm4offer.experiments.ablations import BASE, ablation_gains, ablation_table, scorer_variants, variants
 
 
 def test_variants_change_one_setting_each_and_skip_the_main_recipe():
@@ -14,13 +14,34 @@ def test_variants_change_one_setting_each_and_skip_the_main_recipe():
         variants(cfg, [1.5], [], [])
 
 
-def test_ablation_table_tests_each_variant_against_the_main_recipe_on_the_same_personas():
-    def frame(system, accepts):
-        return pd.DataFrame({"system": system, "seed": 0, "judge": "simulated",
-                             "persona_id": [f"p{i:02d}" for i in range(len(accepts))], "offer": "o", "offer_id": "x",
-                             "parsed": True, "in_catalogue": True, "u": 0.5, "accept": accepts,
-                             "probability": [0.9 if a else 0.1 for a in accepts], "reason": "r", "error": None})
+def frame(system, accepts):
+    return pd.DataFrame({"system": system, "seed": 0, "judge": "simulated",
+                         "persona_id": [f"p{i:02d}" for i in range(len(accepts))], "offer": "o", "offer_id": "x",
+                         "parsed": True, "in_catalogue": True, "u": 0.5, "accept": accepts,
+                         "probability": [0.9 if a else 0.1 for a in accepts], "reason": "r", "error": None})
 
+
+def test_scorer_rows_run_the_scoring_systems_and_are_compared_with_the_main_recipes_scorer():
+    grid, systems = scorer_variants(load_config("smoke"), [1.0])
+    assert systems == {"main recipe scorer: SFT beams": "sft+rerank", "main recipe scorer: catalogue":
+                       "catalog by similarity", "λ = 1 scorer: SFT beams": "sft+rerank",
+                       "λ = 1 scorer: catalogue": "catalog by similarity"}
+    assert grid["λ = 1 scorer: catalogue"] == {"lam": 1.0} and grid["main recipe scorer: catalogue"] == {}
+    with pytest.raises(ValueError, match="needs a trained similarity"):
+        scorer_variants(load_config("smoke"), [0.0])
+    main, worse = [True] * 30 + [False] * 10, [True] * 10 + [False] * 30
+    decisions = pd.concat([frame(BASE, main), frame("main recipe scorer: catalogue", main),
+                           frame("λ = 1 scorer: catalogue", worse)], ignore_index=True)
+    decisions["seed"] = decisions["seed"].astype("Int64")
+    gains = ablation_gains(decisions)
+    # the main recipe's scorer is the acceptance table's comparison, not an ablation
+    pairs = set(zip(gains["a"], gains["b"], strict=True))
+    assert pairs == {("main recipe scorer: catalogue", "λ = 1 scorer: catalogue")}
+    rate = gains[(gains["metric"] == "thresholded rate") & (gains["b"] == "λ = 1 scorer: catalogue")].iloc[0]
+    assert rate["points"] == pytest.approx(-50.0) and rate["p_holm"] >= rate["p"]
+
+
+def test_ablation_table_tests_each_variant_against_the_main_recipe_on_the_same_personas():
     main = [True] * 20 + [False] * 20
     better = [True] * 36 + [False] * 4            # 16 personas gained, none lost
     same = list(main)

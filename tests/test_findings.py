@@ -101,7 +101,8 @@ def test_sweep_sentence_counts_the_thresholds_where_contrastive_is_above():
 
 def seed_gain(a: str, b: str, points: float, seed_low: float, seed_high: float, needed=None, judge="simulated"):
     return {"judge": judge, "metric": "expected acceptance", "a": a, "b": b, "a_value": 0.4,
-            "b_value": 0.4 + points / 100, "points": points, "ci_low": seed_low / 2, "ci_high": seed_high / 2, "p": 0.01,
+            "b_value": 0.4 + points / 100, "points": points, "ci_low": seed_low / 2, "ci_high": seed_high / 2,
+            "p": 0.01,
             "seed_ci_low": seed_low, "seed_ci_high": seed_high, "seed_p": 0.01, "seeds": 5, "seeds_needed": needed,
             "relative": points / 40}
 

@@ -123,9 +123,9 @@ def test_per_seed_mcnemar():
     assert tests.loc[1, "mcnemar_p"] == 1.0
 
 
-def test_versus_adjusts_the_family_with_holm():
+def test_holm_adjusts_the_family_of_comparisons():
     d = known()
-    vs = metrics.versus(d, "sft")
+    vs = metrics.with_holm(metrics.comparisons(d, [("sft", "contrastive"), ("sft", "popular")]))
     rate = vs[vs["metric"] == "thresholded rate"]
     assert len(rate) == 2 and (rate["p_holm"] >= rate["p"]).all()
     assert rate["p_holm"].max() <= 1

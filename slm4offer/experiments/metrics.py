@@ -259,13 +259,6 @@ def paper_gain() -> dict:
             "b_value": con, "points": 100 * (con - sft), "relative": (con - sft) / sft}
 
 
-def versus(decisions: pd.DataFrame, base: str) -> pd.DataFrame:
-    """Every other system against `base` (the ablations). `p_holm`: Holm-adjusted within each
-    metric, over every (system, judge) test of that metric."""
-    others = [s for s in _ordered(decisions["system"]) if s != base]
-    return with_holm(comparisons(decisions, [(base, s) for s in others]))
-
-
 def with_holm(tests: pd.DataFrame) -> pd.DataFrame:
     return tests.assign(p_holm=tests.groupby("metric")["p"].transform(lambda p: pd.Series(holm(p), p.index)))
 

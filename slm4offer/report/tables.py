@@ -15,7 +15,7 @@ import pandas as pd
 from slm4offer import paper, provenance
 from slm4offer.config import Config, dataset_label, result_name
 from slm4offer.experiments import metrics
-from slm4offer.experiments.ablations import BASE
+from slm4offer.experiments.ablations import ablation_gains
 from slm4offer.experiments.acceptance import AcceptanceResults, AcceptanceRun
 from slm4offer.experiments.judge_validation import JudgeValidation, as_record, contingency_table, summary
 from slm4offer.experiments.layers import MIN_EVALS
@@ -121,8 +121,9 @@ def save_acceptance(cfg: Config, res: AcceptanceResults, name: str | None = None
 
 
 def save_ablations(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, seeds: list[int]) -> plt.Figure:
-    """`results/ablations.{csv,md,tex}`, `ablations_gain.csv` (every metric against the main
-    recipe), `decisions/ablations.csv` and `figures/ablations.{png,pdf}`, recorded in the manifest."""
+    """`results/ablations.{csv,md,tex}`, `ablations_gain.csv` (every metric against the main recipe or,
+    for a scorer row, the main recipe's scorer), `decisions/ablations.csv` and
+    `figures/ablations.{png,pdf}`, recorded in the manifest."""
     extra = {"model_source": resolve_source(cfg).kind, "training_seeds": seeds,
              "judges": sorted(set(decisions["judge"]))}
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
@@ -131,7 +132,8 @@ def save_ablations(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, se
                f"({cfg.domain} world, profile {cfg.profile}, T5 {extra['model_source']}, training seeds "
                f"{', '.join(map(str, seeds))}); mean ± std over seeds and 95% CIs from a bootstrap over seeds and "
                f"personas (with one seed: over personas only, so training noise is not in them); difference from the "
-               f"main recipe on the same seeds and personas, its p and the Holm-adjusted p over all "
+               f"main recipe (a scorer row: from the main recipe's scorer of the same candidates) on the same seeds "
+               f"and personas, its p and the Holm-adjusted p over all "
                f"{int(table['p_vs_main'].notna().sum())} "
                f"tests. Commit {record['git_commit']}.")
     shown = table.assign(
@@ -147,7 +149,7 @@ def save_ablations(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, se
                                        f"{shown.to_markdown(index=False, floatfmt='.3g')}\n",
                        "ablations.tex": shown.to_latex(index=False, caption=latex_text(caption),
                                                        label="tab:ablations", float_format="%.3g"),
-                       "ablations_gain.csv": metrics.versus(decisions, BASE).to_csv(index=False),
+                       "ablations_gain.csv": ablation_gains(decisions).to_csv(index=False),
                        "decisions/ablations.csv": metrics.to_wide(decisions).to_csv(index=False)}, record)
     fig = acceptance_bars(table, decisions, {}, caption)
     save_figure(fig, "ablations", cfg, stage="generate", **extra)
