@@ -3,8 +3,15 @@ import pytest
 
 from slm4offer.config import load_config
 from slm4offer.experiments import metrics
-from slm4offer.experiments.size_study import label, size_gains, size_grid, size_table, widths_around
-from slm4offer.report.findings import size_sentences
+from slm4offer.experiments.size_study import (
+    label,
+    size_gain_differences,
+    size_gains,
+    size_grid,
+    size_table,
+    widths_around,
+)
+from slm4offer.report.findings import size_difference_sentences, size_sentences
 
 
 def test_the_grid_scales_width_like_t5_and_keeps_the_profiles_own_models():
@@ -63,3 +70,17 @@ def test_the_gain_is_paired_within_each_width_and_the_sentences_follow_the_inter
     (line,) = size_sentences(size_table(metrics.acceptance_table(three), size_gains(three), models))
     assert "the gain is the same as at the smallest (intervals overlap)" in line
     assert "; the gain peaks at d_model 96, whose interval and the largest width's do not overlap." in line
+
+    # the gains' differences: paired, one family of pairs of widths per judge and metric
+    two = size_gain_differences(decisions)
+    rate2 = two[two["metric"] == "thresholded rate"].iloc[0]
+    assert (rate2["second"], rate2["first"]) == ("d_model 128", "d_model 64")
+    assert rate2["points"] == pytest.approx(100 * 30 / n) and rate2["ci_low"] > 0 and rate2["p_holm"] == rate2["p"]
+    assert rate2["seed_ci_low"] == rate2["seed_ci_high"] == pytest.approx(100 * 30 / n), "the same in every seed"
+    pairs = size_gain_differences(three)
+    pairs = pairs[pairs["metric"] == "thresholded rate"].set_index(["second", "first"])
+    assert len(pairs) == 3 and (pairs["p_holm"] >= pairs["p"]).all()
+    assert pairs.loc[("d_model 256", "d_model 96"), "points"] == pytest.approx(-100 * 30 / n)
+    assert pairs.loc[("d_model 256", "d_model 64"), "points"] == 0
+    (said,) = size_difference_sentences(size_gain_differences(three))
+    assert "The gains differ for d_model 96 vs d_model 64, d_model 256 vs d_model 96." in said

@@ -244,6 +244,40 @@ def comparisons(decisions: pd.DataFrame, pairs=COMPARISONS) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def gain_differences(decisions: pd.DataFrame, gains: list[tuple[str, str, str]]) -> pd.DataFrame:
+    """How two gains differ: for each named pair of gains `(label, a, b)` in `gains`, taken in order,
+    every later gain minus every earlier one, (b2 - a2) - (b1 - a1), paired on seeds and personas,
+    with its bootstrap CI and p, its seed-level t-interval and p, and p Holm-adjusted per judge and
+    metric over all the differences (the family)."""
+    seeds, personas, boot = _frame(decisions)
+    rows = []
+    for judge, group in decisions.groupby("judge", sort=True):
+        every = {m.key: outcomes(group, m.key) for m in METRICS.values()}
+        for m in METRICS.values():
+            grids = {}
+            for label, a, b in gains:
+                ga, gb = group[group["system"] == a], group[group["system"] == b]
+                if len(ga) and len(gb):
+                    xa = _grid(ga, every[m.key].loc[ga.index], seeds, personas)
+                    xb = _grid(gb, every[m.key].loc[gb.index], seeds, personas)
+                    if boot.comparable(xa, xb):
+                        grids[label] = xb - xa
+            labels = list(grids)
+            for i, first in enumerate(labels):
+                for second in labels[i + 1:]:
+                    d = boot.difference(grids[first], grids[second])
+                    by_seed = seed_interval(per_seed_difference(grids[first], grids[second]))
+                    rows.append({"judge": judge, "metric": m.label, "first": first, "second": second,
+                                 "first_gain": 100 * d.a, "second_gain": 100 * d.b, "points": 100 * d.diff,
+                                 "ci_low": 100 * d.low, "ci_high": 100 * d.high, "p": d.pvalue,
+                                 "seed_ci_low": 100 * by_seed.low, "seed_ci_high": 100 * by_seed.high,
+                                 "seed_p": by_seed.pvalue, "seeds": by_seed.seeds})
+    out = pd.DataFrame(rows)
+    if out.empty:
+        return out
+    return out.assign(p_holm=out.groupby(["judge", "metric"])["p"].transform(lambda p: pd.Series(holm(p), p.index)))
+
+
 def per_seed_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """b - a per training seed, each the mean over the personas both have an outcome for (a grid of
     one row, a system that does not depend on the seed, is the same for every seed)."""

@@ -83,6 +83,14 @@ def size_gains(decisions: pd.DataFrame) -> pd.DataFrame:
     return metrics.comparisons(decisions, [(label("sft", w), label("contrastive", w)) for w in widths])
 
 
+def size_gain_differences(decisions: pd.DataFrame) -> pd.DataFrame:
+    """Does the gain change with width? Every pair of widths' gains, the wider minus the narrower,
+    paired on seeds and personas, Holm-adjusted over the pairs of widths (`metrics.gain_differences`)."""
+    widths = sorted({width_of(s) for s in decisions["system"]})
+    return metrics.gain_differences(decisions, [(f"d_model {w}", label("sft", w), label("contrastive", w))
+                                                for w in widths])
+
+
 def size_table(acceptance: pd.DataFrame, gains: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
     """One row per width, judge and metric: SFT and contrastive (mean, std over seeds, 95% CI) and
     the gain in points with its paired bootstrap CI and p; from the saved tables alone, so

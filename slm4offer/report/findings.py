@@ -294,6 +294,22 @@ def size_sentences(table: pd.DataFrame) -> list[str]:
     return out
 
 
+def size_difference_sentences(differences: pd.DataFrame, metric: str = "expected") -> list[str]:
+    """Per judge: which pairs of widths have gains that differ once Holm's correction over the pairs
+    is applied, with both intervals of each difference."""
+    label = metrics.METRICS[metric].label
+    out = []
+    for judge, rows in differences[differences["metric"] == label].groupby("judge"):
+        cells = "; ".join(f"{r.second} − {r.first}: {r.points:+.1f} points [{r.ci_low:+.1f}, {r.ci_high:+.1f}], "
+                          f"seed-level [{r.seed_ci_low:+.1f}, {r.seed_ci_high:+.1f}], p_holm = {r.p_holm:.2g}"
+                          for r in rows.itertuples())
+        held = [f"{r.second} vs {r.first}" for r in rows.itertuples() if r.p_holm < ALPHA]
+        out.append(f"{judge} judge, how the gain in {label} changes with width ({len(rows)} pairs, Holm-adjusted): "
+                   f"{cells}. " + (f"The gains differ for {', '.join(held)}." if held
+                                   else "No two widths' gains differ after the correction."))
+    return out
+
+
 def layer_sentences(alphas: pd.DataFrame) -> list[str]:
     """Table 1 per seed: does the contrastive model have fewer under-fitted layers than SFT, in how
     many seeds, and is the mean difference larger than the seeds' spread (paired t-test)?"""

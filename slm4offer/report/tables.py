@@ -20,7 +20,7 @@ from slm4offer.experiments.acceptance import AcceptanceResults, AcceptanceRun
 from slm4offer.experiments.judge_validation import JudgeValidation, as_record, contingency_table, summary
 from slm4offer.experiments.layers import MIN_EVALS
 from slm4offer.experiments.metrics import rate_cell
-from slm4offer.experiments.size_study import size_gains, size_table
+from slm4offer.experiments.size_study import size_gain_differences, size_gains, size_table
 from slm4offer.files import json_text, latex_text
 from slm4offer.model.modeling import resolve_source
 from slm4offer.report.figures import acceptance_bars, size_figure, threshold_sweep
@@ -158,7 +158,8 @@ def save_ablations(cfg: Config, table: pd.DataFrame, decisions: pd.DataFrame, se
 
 def save_size_study(cfg: Config, decisions: pd.DataFrame, models: pd.DataFrame, seeds: list[int]) -> pd.DataFrame:
     """`results/size_study.csv` (the acceptance table of every kind and width), `size_study_gain.csv`
-    (contrastive − SFT per width), `size_study_models.csv` (parameters and training seconds of every
+    (contrastive − SFT per width), `size_study_gain_differences.csv` (how the gain changes between
+    widths, Holm over the pairs), `size_study_models.csv` (parameters and training seconds of every
     model), `size_study.{md,tex}` (the study's table), `decisions/size_study.csv` and
     `figures/size_study.{png,pdf}`, recorded in the manifest. Returns the study's table."""
     extra = {"model_source": resolve_source(cfg).kind, "training_seeds": seeds,
@@ -166,6 +167,7 @@ def save_size_study(cfg: Config, decisions: pd.DataFrame, models: pd.DataFrame, 
     record = provenance.collect(cfg, stage="generate", with_time=True, **extra)
     acceptance, gains = metrics.acceptance_table(decisions), size_gains(decisions)
     table = size_table(acceptance, gains, models)
+    differences = size_gain_differences(decisions)
     widths = sorted(table["d_model"].unique())
     caption = (f"Contrastive gain against model size: SFT and contrastive (λ = {cfg.lam:g}) at d_model "
                f"{', '.join(map(str, widths))} (d_ff = {cfg.d_ff / cfg.d_model:g}·d_model, "
@@ -178,11 +180,22 @@ def save_size_study(cfg: Config, decisions: pd.DataFrame, models: pd.DataFrame, 
                                zip(table["gain_points"], table["gain_ci_low"], table["gain_ci_high"], strict=True)])
     shown = shown[["metric", "judge", "d_model", "parameters", "sft_cell", "contrastive_cell", "gain", "p"]].rename(
         columns={"sft_cell": "SFT", "contrastive_cell": "contrastive", "gain": "contrastive − SFT (points)"})
+    between = differences.assign(
+        difference=[f"{d:+.1f} [{lo:+.1f}, {hi:+.1f}]; seeds [{slo:+.1f}, {shi:+.1f}]" for d, lo, hi, slo, shi in
+                    zip(differences["points"], differences["ci_low"], differences["ci_high"],
+                        differences["seed_ci_low"], differences["seed_ci_high"], strict=True)])
+    between = between[["metric", "judge", "second", "first", "difference", "p", "p_holm"]].rename(
+        columns={"second": "gain at", "first": "minus gain at", "difference": "points (bootstrap; seed-level 95% CI)"})
     save_results(cfg, {"size_study.csv": acceptance.to_csv(index=False),
                        "size_study_gain.csv": gains.to_csv(index=False),
+                       "size_study_gain_differences.csv": differences.to_csv(index=False),
                        "size_study_models.csv": models.to_csv(index=False),
                        "size_study.md": f"# Contrastive gain against model size\n\n{caption}\n\n"
-                                        f"{shown.to_markdown(index=False, floatfmt='.3g')}\n",
+                                        f"{shown.to_markdown(index=False, floatfmt='.3g')}\n\n"
+                                        f"## How the gain changes with width\n\nEach pair of widths: the wider's gain "
+                                        f"minus the narrower's, paired on seeds and personas; p Holm-adjusted over the "
+                                        f"pairs of widths, per judge and metric.\n\n"
+                                        f"{between.to_markdown(index=False, floatfmt='.3g')}\n",
                        "size_study.tex": shown.to_latex(index=False, caption=latex_text(caption),
                                                         label="tab:size_study", float_format="%.3g"),
                        "decisions/size_study.csv": metrics.to_wide(decisions).to_csv(index=False)}, record)
