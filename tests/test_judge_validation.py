@@ -2,6 +2,7 @@
 
 import json
 
+import pandas as pd
 import pytest
 
 from slm4offer.config import load_config
@@ -118,3 +119,25 @@ def test_cli_reports_a_bad_label_file_and_exits_2(smoke, tmp_path, capsys):
     assert main(["validate-judge", "--profile", "smoke", "--judge", "simulated", "--labels", str(path)]) == 2
     err = capsys.readouterr().err
     assert "slm4offer validate-judge: error:" in err and "labels.csv, line 2, field 'persona_id'" in err
+
+
+def test_pool_agreement_counts_every_pair_both_judges_judged_and_reads_per_system():
+    from slm4offer.experiments.judge_validation import pool_agreement
+
+    rows = []
+    truth = [True, True, False, False, True, False]
+    learned = {"sft": [True, False, False, False, True, True], "contrastive": [True, True, True, True, True, False]}
+    for system, verdicts in learned.items():
+        for i, (t, v) in enumerate(zip(truth, verdicts, strict=True)):
+            for judge, accept in (("simulated", t), ("learned", v)):
+                rows.append({"system": system, "seed": 0, "persona_id": f"p{i}", "judge": judge, "accept": accept,
+                             "error": "timeout" if (judge == "learned" and system == "sft" and i == 5) else None})
+    pool = pool_agreement(pd.DataFrame(rows))
+    assert pool.result.n == 11, "the pair the learned judge gave no verdict on is left out"
+    by = pool.by_system.set_index("system")
+    assert by.loc["sft", "pairs"] == 5 and by.loc["sft", "agreement"] == pytest.approx(4 / 5)
+    assert by.loc["sft", "sensitivity"] == pytest.approx(2 / 3) and by.loc["sft", "specificity"] == 1.0
+    assert by.loc["contrastive", "specificity"] == pytest.approx(1 / 3) and by.loc["contrastive", "sensitivity"] == 1
+    assert pool.result.raw_agreement == pytest.approx(8 / 11)
+    with pytest.raises(ValueError, match="need llm and simulated"):
+        pool_agreement(pd.DataFrame(rows), judge="llm")

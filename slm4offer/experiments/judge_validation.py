@@ -22,6 +22,7 @@ from slm4offer import paper
 from slm4offer.config import Config
 from slm4offer.data.dataset import build_dataset
 from slm4offer.data.userdata import VOCABULARY, DataValidationError, outcome, read_records
+from slm4offer.errors import InvalidValue
 from slm4offer.judges import Judge, check_judge, make_judge
 from slm4offer.model.generation import generate
 from slm4offer.stats import Agreement, agreement
@@ -147,6 +148,37 @@ def judge_in_chunks(judge: Judge, personas: dict[str, dict], sample: pd.DataFram
             verdicts.append(d.accept)
             reasons.append(seen.setdefault(reason, reason))
     return verdicts, reasons
+
+
+@dataclass
+class PoolAgreement:
+    """A judge against the reference judge over every pair both judged in an acceptance run: the
+    whole pool beside the sample, and per system, since a judge may err more on one system's offers."""
+
+    result: Agreement
+    by_system: pd.DataFrame  # system, pairs, agreement, sensitivity, specificity
+    judge: str
+    reference: str
+
+
+def pool_agreement(decisions: pd.DataFrame, judge: str = "learned", reference: str = "simulated",
+                   seed: int = 0) -> PoolAgreement:
+    """Agreement of `judge` with `reference` over every (system, seed, persona) of `decisions` (a
+    run's per-persona decisions, `metrics.read_decisions`) where both gave a verdict."""
+    verdicts = decisions[decisions["error"].isna()].pivot_table(
+        index=["system", "seed", "persona_id"], columns="judge", values="accept", aggfunc="first", observed=True,
+        dropna=False)
+    if not {judge, reference} <= set(verdicts.columns):
+        raise InvalidValue(f"the decisions have judges {sorted(verdicts.columns)}; need {judge} and {reference}")
+    both = verdicts[[reference, judge]].dropna().astype(bool).reset_index()
+    rows = []
+    for system, group in both.groupby("system", sort=False, observed=True):
+        r, j = group[reference].to_numpy(), group[judge].to_numpy()
+        rows.append({"system": str(system), "pairs": len(group), "agreement": float((r == j).mean()),
+                     "sensitivity": float(j[r].mean()) if r.any() else np.nan,
+                     "specificity": float((~j[~r]).mean()) if (~r).any() else np.nan})
+    result = agreement(both[reference].to_numpy(), both[judge].to_numpy(), seed=seed)
+    return PoolAgreement(result, pd.DataFrame(rows), judge, reference)
 
 
 def summary(v: JudgeValidation) -> pd.DataFrame:

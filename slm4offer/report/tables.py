@@ -7,9 +7,11 @@ in the manifest with its provenance (`outputs.py`).
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from slm4offer import paper, provenance
@@ -17,7 +19,13 @@ from slm4offer.config import Config, dataset_label, result_name
 from slm4offer.experiments import metrics
 from slm4offer.experiments.ablations import ablation_gains
 from slm4offer.experiments.acceptance import AcceptanceResults, AcceptanceRun
-from slm4offer.experiments.judge_validation import JudgeValidation, as_record, contingency_table, summary
+from slm4offer.experiments.judge_validation import (
+    JudgeValidation,
+    PoolAgreement,
+    as_record,
+    contingency_table,
+    summary,
+)
 from slm4offer.experiments.layers import MIN_EVALS
 from slm4offer.experiments.metrics import rate_cell
 from slm4offer.experiments.size_study import size_gain_differences, size_gains, size_table
@@ -234,16 +242,29 @@ def save_stabilisation(cfg: Config, table: pd.DataFrame, tol: float, window: int
                                                        f"{table.to_markdown(index=False, floatfmt='.4g')}\n"}, record)
 
 
-def write_validation(cfg: Config, v: JudgeValidation) -> list[Path]:
+def write_validation(cfg: Config, v: JudgeValidation, pool: PoolAgreement | None = None) -> list[Path]:
     """`results/judge_validation.{md,json}` and a blind labelling sheet of the same pairs
-    (persona_id, persona, offer, empty label) for human annotators to fill in."""
+    (persona_id, persona, offer, empty label) for human annotators to fill in; with `pool`, the
+    agreement over every pair of the acceptance run beside the sample's."""
     record = provenance.collect(cfg, stage="dataset", with_time=True, judge=v.judge, reference=v.reference)
     table = contingency_table(v)
     md = (f"# Judge validation: {v.judge} judge vs {v.reference}\n\n{summary(v).to_markdown()}\n\n"
           f"Contingency table:\n\n{table.to_markdown()}\n\nChi-square shows that the judge's labels are "
-          "associated with the reference; Cohen's kappa measures how far they agree beyond chance.\n\n"
-          f"_Provenance: profile `{cfg.profile}`, seed {cfg.seed}, commit `{record['git_commit']}`._\n")
+          "associated with the reference; Cohen's kappa measures how far they agree beyond chance.\n\n")
+    extra = {}
+    if pool is not None:
+        r = pool.result
+        md += (f"## Over every judged pair of the acceptance table\n\n{pool.judge} judge vs {pool.reference} on all "
+               f"{r.n:,} (system, seed, persona) pairs both judged: raw agreement {100 * r.raw_agreement:.1f}%, "
+               f"Cohen's kappa {r.kappa:.3f} [{r.kappa_low:.3f}, {r.kappa_high:.3f}] (the sample above: "
+               f"{100 * v.result.raw_agreement:.1f}%, {v.result.kappa:.3f}). Per system (sensitivity: share of the "
+               f"reference's accepts the judge accepts; specificity: of its rejects, the share it rejects):\n\n"
+               f"{pool.by_system.to_markdown(index=False, floatfmt='.3f')}\n\n")
+        extra = {"pool": {**{k: (val.tolist() if isinstance(val, np.ndarray) else val)
+                             for k, val in dataclasses.asdict(r).items()},
+                          "reference": pool.reference, "by_system": pool.by_system.to_dict(orient="records")}}
+    md += f"_Provenance: profile `{cfg.profile}`, seed {cfg.seed}, commit `{record['git_commit']}`._\n"
     sheet = v.sample[["persona_id", "persona", "offer"]].assign(label="")
     return save_results(cfg, {"judge_validation.md": md,
-                              "judge_validation.json": json_text({**as_record(v), "provenance": record}),
+                              "judge_validation.json": json_text({**as_record(v), **extra, "provenance": record}),
                               "judge_labelling_sheet.csv": sheet.to_csv(index=False)}, record)
