@@ -71,11 +71,12 @@ def headline(table: pd.DataFrame, gain: pd.DataFrame, tests: pd.DataFrame, with_
         seeds = tests[tests["judge"] == judge]
         higher = int((seeds["contrastive_rate"] > seeds["sft_rate"]).sum())
         lower = int((seeds["contrastive_rate"] < seeds["sft_rate"]).sum())
+        # points, not a relative gain: ours and the paper's rest on different base rates
         levels = (f" (paper: {paper.ACCEPTANCE['sft']:.0%} → {paper.ACCEPTANCE['contrastive']:.0%})", " (paper: "
-                  f"{paper.ACCEPTANCE['contrastive'] / paper.ACCEPTANCE['sft'] - 1:+.1%})") if with_paper else ("", "")
+                  f"{100 * (paper.ACCEPTANCE['contrastive'] - paper.ACCEPTANCE['sft']):+.0f})") if with_paper else ("", "")
         line = (f"{judge} judge: SFT {100 * t.loc[(judge, 'sft'), 'mean']:.1f}%, contrastive "
-                f"{100 * t.loc[(judge, 'contrastive'), 'mean']:.1f}%{levels[0]}, {100 * thr['relative']:+.1f}% "
-                f"relative{levels[1]}. Over {len(seeds)} seed(s) "
+                f"{100 * t.loc[(judge, 'contrastive'), 'mean']:.1f}%{levels[0]}, {thr['points']:+.1f} "
+                f"points{levels[1]}. Over {len(seeds)} seed(s) "
                 f"contrastive was higher in {higher} and lower in {lower}; the exact McNemar test of one seed's "
                 f"personas gave p < {ALPHA} in {int((seeds['mcnemar_p'] < ALPHA).sum())} of {len(seeds)}.")
         if (judge, "random") in t.index and (judge, "best") in t.index:
