@@ -3,7 +3,8 @@
 Writes `results/bench.json` and `results/bench.md` (`results/<profile>/…` for other profiles):
 - the machine's dense fp32 matmul peak (best of several square sizes);
 - one optimiser step (forward, backward, AdamW) of SFT (lam = 0) and of the dual loss on the same
-  batch, for several hard-negative counts k, with the ratio and the target 1 + 0.4 k;
+  batch, for several hard-negative counts k, with the ratio and the target 1 + 0.4 n (n: the
+  negatives decoded per example, hard and in-batch);
 - training throughput (examples/s) and achieved FLOP/s (counted by torch's FlopCounterMode) as
   a fraction of the measured peak (target: 50%);
 - where the time of one SFT and one dual step goes (torch.profiler: self time per op, matmuls
@@ -73,12 +74,19 @@ def matmul_peak(sizes=(512, 1024, 2048), repeats: int = 5) -> dict:
     return {"flops_per_s": rates[best], "size": best, "by_size": {str(k): v for k, v in rates.items()}}
 
 
-def training_step(model, optimizer, batch, lam, tau, negatives):
+def training_step(model, optimizer, batch, lam, tau, negatives, in_batch):
     def step():
         optimizer.zero_grad(set_to_none=True)
-        dual_loss(model, batch, {"infonce": lam, "ce": 1 - lam}, tau, negatives).loss.backward()
+        dual_loss(model, batch, {"infonce": lam, "ce": 1 - lam}, tau, negatives, in_batch).loss.backward()
         optimizer.step()
     return step
+
+
+def negatives_per_example(batch, cfg) -> float:
+    """Negatives the dual loss decodes per example: the hard ones present in the batch (personas with
+    fewer rejected offers have fewer) and the other examples' offers, each decoded under the persona."""
+    b = batch["labels"].size(0)
+    return batch["negative_owner"].numel() / b + min(cfg.in_batch_negatives, b - 1)
 
 
 MATMUL_OPS = ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")
@@ -121,9 +129,9 @@ def bench_steps(cfg, repeats: int) -> dict:
         k_cfg = dataclasses.replace(cfg, hard_negatives=k)
         examples = make_examples(dd["train"], tokenizer, keys, k_cfg)
         batch = collate(examples[: cfg.batch_size])
-        k_effective = batch["negative_owner"].numel() / cfg.batch_size
-        sft = training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives)
-        dual = training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives)
+        k_effective = negatives_per_example(batch, cfg)
+        sft = training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives, cfg.in_batch_negatives)
+        dual = training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives, cfg.in_batch_negatives)
         t_sft, t_dual = median_seconds(sft, repeats), median_seconds(dual, repeats)
         rows.append({"k": k, "k_effective": k_effective, "sft_step_s": t_sft, "dual_step_s": t_dual,
                      "ratio": t_dual / t_sft, "target_ratio": 1 + DUAL_TARGET_PER_K * k_effective,
@@ -140,10 +148,11 @@ def bench_candidates(cfg, model, optimizer, examples, collate, repeats: int) -> 
     with `nn.Dropout`'s `bernoulli_` mask instead of `LaneDropout` (the implementation before `LaneDropout`)."""
     def measure(label, batch_size):
         batch = collate(examples[:batch_size])
-        sft = median_seconds(training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives), repeats)
-        dual = median_seconds(training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives), repeats)
+        settings = (cfg.tau, cfg.negatives, cfg.in_batch_negatives)
+        sft = median_seconds(training_step(model, optimizer, batch, 0.0, *settings), repeats)
+        dual = median_seconds(training_step(model, optimizer, batch, cfg.lam, *settings), repeats)
         return {"candidate": label, "batch_size": batch_size, "sft_step_s": sft, "dual_step_s": dual,
-                "k_effective": batch["negative_owner"].numel() / batch_size}
+                "k_effective": negatives_per_example(batch, cfg)}
     rows = [measure(f"as trained (dropout {cfg.dropout}, LaneDropout; batch {cfg.batch_size})", cfg.batch_size),
             measure(f"batch {2 * cfg.batch_size}", 2 * cfg.batch_size)]
     with swapped_dropout(model, lambda p: LaneDropout(0.0)):
@@ -280,7 +289,8 @@ def markdown(report: dict) -> str:
              f"({report['matmul_peak']['size']}² matrices).", "",
              "## One training step (batch of "
              f"{report['batch_size']}, forward + backward + AdamW), SFT vs dual loss on the same batch", "",
-             "| k (hard negatives) | k per example (available) | SFT step | dual step | ratio | target ≤ 1 + 0.4k "
+             "| k (hard negatives) | negatives decoded per example (n) | SFT step | dual step | ratio | "
+             "target ≤ 1 + 0.4n "
              "| examples/s SFT | examples/s dual | FLOP/s dual / peak | FLOP/s SFT / peak |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     b = report["batch_size"]
@@ -292,8 +302,10 @@ def markdown(report: dict) -> str:
                      f"{r['dual_flops'] / r['dual_step_s'] / peak:.1%} | "
                      f"{r['sft_flops'] / r['sft_step_s'] / peak:.1%} |")
     shares = [r[f"{kind}_flops"] / r[f"{kind}_step_s"] / peak for r in report["steps"] for kind in ("sft", "dual")]
-    lines += ["", "The ratio's target uses k per example actually present in the batch (personas with fewer "
-              f"rejected offers contribute fewer). Share of the matmul peak: {min(shares):.1%} to {max(shares):.1%} "
+    lines += ["", f"n counts the hard negatives actually present in the batch (personas with fewer rejected offers "
+              f"contribute fewer) plus the {report['in_batch_negatives']} other examples' offers each persona is "
+              f"scored against, every one decoded under that persona as inference decodes it. Share of the "
+              f"matmul peak: {min(shares):.1%} to {max(shares):.1%} "
               f"against the target of {PEAK_SHARE_TARGET:.0%} "
               f"({'met' if min(shares) >= PEAK_SHARE_TARGET else 'missed'}); FLOPs counted by FlopCounterMode.", ""]
     lines += profile_markdown(report["step_profile"], report["steps"], peak)
@@ -364,7 +376,7 @@ def profile_markdown(profile: dict, steps: list[dict], peak: float) -> list[str]
 def candidates_markdown(rows: list[dict]) -> list[str]:
     base = rows[0]
     lines = ["## Other settings, against the one trained (each would change the trained models)", "",
-             "| candidate | SFT examples/s | dual examples/s | dual / SFT step | target ≤ 1 + 0.4k | "
+             "| candidate | SFT examples/s | dual examples/s | dual / SFT step | target ≤ 1 + 0.4n | "
              "speed-up SFT | speed-up dual |", "|---|---|---|---|---|---|---|"]
     for r in rows:
         per_sft, per_dual = r["sft_step_s"] / r["batch_size"], r["dual_step_s"] / r["batch_size"]
@@ -387,8 +399,8 @@ def main() -> None:
     cfg = load_config(args.profile)
     torch.manual_seed(0)
     machine = f"{platform.processor() or platform.machine()} {platform.system()}"
-    report = {"profile": cfg.profile, "batch_size": cfg.batch_size, "machine": machine,
-              "threads": torch.get_num_threads(), "torch": torch.__version__}
+    report = {"profile": cfg.profile, "batch_size": cfg.batch_size, "in_batch_negatives": cfg.in_batch_negatives,
+              "machine": machine, "threads": torch.get_num_threads(), "torch": torch.__version__}
     report["matmul_peak"] = matmul_peak()
     report.update(bench_steps(cfg, args.repeats))
     report["generation"] = bench_generation(cfg, args.personas)

@@ -136,7 +136,7 @@ class Config:
                              "vLLM, Ollama); empty = OPENAI_BASE_URL or OpenAI. Key: OPENAI_API_KEY only.")
     judge_prompt: str = _f("", "LLM judge: file with the prompt ({domain}, {persona}, {offer} are filled "
                            "in); empty = the built-in prompt.")
-    eval_seeds: int = _f(3, "Training seeds per model in the acceptance table: train_seed, train_seed+1, ...")
+    eval_seeds: int = _f(5, "Training seeds per model in the acceptance table: train_seed, train_seed+1, ...")
     judge_samples: int = _f(200, "(persona, generated offer) pairs drawn to validate a judge (paper: 200).")
     baseline_candidates: int = _f(4, "Beam candidates the reranking baselines of the acceptance table "
                                   "(sft+rerank, contrastive+rerank) choose from.")
