@@ -72,8 +72,9 @@ def headline(table: pd.DataFrame, gain: pd.DataFrame, tests: pd.DataFrame, with_
         higher = int((seeds["contrastive_rate"] > seeds["sft_rate"]).sum())
         lower = int((seeds["contrastive_rate"] < seeds["sft_rate"]).sum())
         # points, not a relative gain: ours and the paper's rest on different base rates
-        levels = (f" (paper: {paper.ACCEPTANCE['sft']:.0%} → {paper.ACCEPTANCE['contrastive']:.0%})", " (paper: "
-                  f"{100 * (paper.ACCEPTANCE['contrastive'] - paper.ACCEPTANCE['sft']):+.0f})") if with_paper else ("", "")
+        paper_points = 100 * (paper.ACCEPTANCE["contrastive"] - paper.ACCEPTANCE["sft"])
+        levels = (f" (paper: {paper.ACCEPTANCE['sft']:.0%} → {paper.ACCEPTANCE['contrastive']:.0%})",
+                  f" (paper: {paper_points:+.0f})") if with_paper else ("", "")
         line = (f"{judge} judge: SFT {100 * t.loc[(judge, 'sft'), 'mean']:.1f}%, contrastive "
                 f"{100 * t.loc[(judge, 'contrastive'), 'mean']:.1f}%{levels[0]}, {thr['points']:+.1f} "
                 f"points{levels[1]}. Over {len(seeds)} seed(s) "
