@@ -88,6 +88,20 @@ def card_metadata(name: str, data: str, label: str, rates: pd.DataFrame | None) 
     return f"---\n{meta.to_yaml()}\n---\n"
 
 
+def _tuned(info: dict) -> str:
+    tuning = info.get("tuning") or {}
+    return " (chosen by `slm4offer tune` on validation)" if tuning.get("tuned") else " (not searched)"
+
+
+def _selection(info: dict) -> str:
+    """Which epoch was kept, on what, out of how many run (models trained before selection: the last)."""
+    s = info.get("selection")
+    if not s or s.get("best_epoch") is None:
+        return "the last epoch's weights."
+    return (f"the weights of epoch {s['best_epoch']:g} of the {s['epochs_run']:g} run, the best on the "
+            f"{s['criterion']} ({100 * s['best_value']:.1f}%).")
+
+
 def model_card(cfg: Config, info: dict, results: Path, folder_name: str) -> str:
     """The card's text from the model's training_info, its dataset and the results folder."""
     prov, label = info["provenance"], info["label"]
@@ -132,8 +146,9 @@ A T5 that writes a personalised marketing offer for a customer persona, trained 
 - **Data**: {source}; {info['train_examples']:,} training examples (persona → accepted offer), split
   {' / '.join(str(card['personas'][s]) for s in SPLITS)} personas (train / validation / test). Dataset content hash
   `{dataset_fingerprint(cfg.dataset_dir)}`.
-- **Training**: {c['epochs']} epochs, {info['steps']:,} optimiser steps, batch {c['batch_size']}, learning rate
-  {c['learning_rate']}, training seed {c['train_seed']}; profile `{prov['profile']}`, commit `{prov['git_commit']}`,
+- **Training**: at most {c['epochs']} epochs, {info['steps']:,} optimiser steps, batch {c['batch_size']}, learning
+  rate {c['learning_rate']}{_tuned(info)}, training seed {c['train_seed']}; {_selection(info)}
+  Profile `{prov['profile']}`, commit `{prov['git_commit']}`,
   torch {prov['numerics']['torch']} on {prov['numerics']['device']} ({prov['numerics']['threads']} threads).
   `{INFO_FILE}` holds the whole provenance; `{CATALOG_FILE}` the catalogue its offer ids refer to.
 
