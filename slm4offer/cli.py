@@ -431,7 +431,8 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from slm4offer.experiments.tuning import run_search, save_search
+    from slm4offer.experiments.tuning import run_search
+    from slm4offer.report.tables import save_tuning
 
     cfg = _config(args)
     _guard_committed(cfg, args.write_results)
@@ -440,7 +441,7 @@ def _tune(args: argparse.Namespace) -> int:
     except ValueError:
         raise InvalidValue(f"--widths {args.widths!r}: give d_model values such as 64,128,256") from None
     table = run_search(cfg, widths, equal_compute=not args.no_equal_compute)
-    rec = save_search(cfg, table)
+    rec = save_tuning(cfg, table)
     for c in rec["choices"]:
         say(f"{c['kind']}, d_model {c['d_model']}: " + ", ".join(f"{k} {v:g}" for k, v in c["chosen"].items())
             + f" (validation criterion {100 * c['criterion']:.1f}%, best epoch {c['best_epoch']:g})")

@@ -2,8 +2,9 @@
 
 from package_graph import imports, modules
 
-# In pipeline order; a module may import from its own layer and the layers before it.
-LAYERS = ("core", "data", "model", "judges", "experiments", "report", "entry")
+# In pipeline order; a module may import from its own layer and the layers before it. The learned
+# judge is fitted on the campaign log before any model, whose training selects its epoch with it.
+LAYERS = ("core", "data", "judges", "model", "experiments", "report", "entry")
 CORE = {"config", "cache", "errors", "files", "provenance", "runtime", "stats", "llm", "paper", "domains"}
 ENTRY = {"slm4offer.cli", "slm4offer.__main__"}
 

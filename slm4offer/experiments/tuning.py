@@ -24,7 +24,6 @@ from slm4offer import provenance
 from slm4offer.config import Config
 from slm4offer.errors import InvalidValue
 from slm4offer.experiments.size_study import width_shape
-from slm4offer.files import write_json, write_text
 from slm4offer.model import tuned
 from slm4offer.model.selection import ABOUT
 from slm4offer.model.training import KINDS, kind_config, train
@@ -67,7 +66,12 @@ def run_search(cfg: Config, widths: list[int], equal_compute: bool = True, progr
             for point in points():
                 longer = dataclasses.replace(search_config(cfg, width, point), epochs=epochs)
                 rows.append(_row(EQUAL_COMPUTE, width, point, train(longer, "sft", progress=progress).info))
-    table = pd.DataFrame(rows)
+    return choose(pd.DataFrame(rows))
+
+
+def choose(table: pd.DataFrame) -> pd.DataFrame:
+    """`table` with `chosen`: per kind and width, the row of the highest criterion (the first in
+    grid order among equals)."""
     best = table.groupby(["kind", "d_model"], sort=False)["criterion"].transform("max")
     first = table[table["criterion"] == best].groupby(["kind", "d_model"], sort=False).head(1).index
     return table.assign(chosen=table.index.isin(first))
@@ -89,38 +93,3 @@ def record(cfg: Config, table: pd.DataFrame) -> dict:
             "early_stopping_patience": cfg.early_stopping_patience, "criterion": ABOUT,
             "choices": sorted(choices, key=lambda c: (c["d_model"], KINDS.index(c["kind"]))),
             "provenance": provenance.collect(cfg, with_time=True, command="tune")}
-
-
-def tuning_markdown(table: pd.DataFrame, rec: dict) -> str:
-    """The search's table for readers: every grid point's criterion, epochs and time; chosen in bold."""
-    grid = "; ".join(f"{name} ∈ {{{', '.join(f'{v:g}' for v in values)}}}" for name, values in rec["grid"].items())
-    lines = ["# Tuning: the same grid for both methods, chosen on validation", "",
-             f"Grid: {grid}; "
-             f"epoch cap {rec['epoch_cap']}, early stopping after {rec['early_stopping_patience']} epochs without a "
-             f"gain; tuning seed {rec['tuning_seed']} (not an evaluation seed). Criterion: {rec['criterion']}. "
-             f"Written by `slm4offer tune` (`make tune`); test personas are not read.", "",
-             "| d_model | kind | " + " | ".join(GRID) + " | criterion (%) | best epoch | epochs run | cap | "
-             "train seconds | s/epoch |", "|---|---|" + "---|" * len(GRID) + "---|---|---|---|---|---|"]
-    for row in table.sort_values(["d_model", "kind"], kind="stable").itertuples():
-        cells = [f"{getattr(row, name):g}" for name in GRID]
-        value = f"{100 * row.criterion:.1f}"
-        lines.append(f"| {row.d_model} | {row.kind} | {' | '.join(cells)} | "
-                     f"{f'**{value}**' if row.chosen else value} | {row.best_epoch:g} | {row.epochs_run:g} | "
-                     f"{row.epoch_cap} | {row.train_seconds:.0f} | {row.seconds_per_epoch:.0f} |")
-    lines += ["", f"Bold: the chosen point of each kind and width, which `make all` trains (`{tuned.RECORD_FILE}`). "
-              f"'{EQUAL_COMPUTE}': SFT given the contrastive cap's training time (a control; not used by make all)."]
-    return "\n".join(lines) + "\n"
-
-
-def save_search(cfg: Config, table: pd.DataFrame) -> dict:
-    """results/tuning.{csv,md,json} (the profile's results folder); rows of other widths are kept."""
-    rec = record(cfg, table)
-    out = cfg.results_dir
-    path = out / "tuning.csv"
-    if path.is_file():
-        earlier = pd.read_csv(path)
-        table = pd.concat([earlier[~earlier["d_model"].isin(set(table["d_model"]))], table], ignore_index=True)
-    write_text(path, table.to_csv(index=False))
-    write_text(out / "tuning.md", tuning_markdown(table, rec))
-    write_json(tuned.record_path(cfg), rec)
-    return rec

@@ -16,7 +16,7 @@ import pandas as pd
 
 from slm4offer import paper, provenance
 from slm4offer.config import Config, dataset_label, result_name
-from slm4offer.experiments import metrics
+from slm4offer.experiments import metrics, tuning
 from slm4offer.experiments.ablations import ablation_gains
 from slm4offer.experiments.acceptance import AcceptanceResults, AcceptanceRun
 from slm4offer.experiments.judge_validation import (
@@ -30,6 +30,7 @@ from slm4offer.experiments.layers import MIN_EVALS
 from slm4offer.experiments.metrics import rate_cell
 from slm4offer.experiments.size_study import size_gain_differences, size_gains, size_table
 from slm4offer.files import json_text, latex_text
+from slm4offer.model import tuned
 from slm4offer.model.modeling import resolve_source
 from slm4offer.report.figures import acceptance_bars, size_figure, threshold_sweep
 from slm4offer.report.outputs import save_figure, save_results
@@ -268,3 +269,38 @@ def write_validation(cfg: Config, v: JudgeValidation, pool: PoolAgreement | None
     return save_results(cfg, {"judge_validation.md": md,
                               "judge_validation.json": json_text({**as_record(v), **extra, "provenance": record}),
                               "judge_labelling_sheet.csv": sheet.to_csv(index=False)}, record)
+
+
+def tuning_markdown(table: pd.DataFrame, rec: dict) -> str:
+    """The search's table for readers: every grid point's criterion, epochs and time; chosen in bold."""
+    grid = "; ".join(f"{name} ∈ {{{', '.join(f'{v:g}' for v in values)}}}" for name, values in rec["grid"].items())
+    lines = ["# Tuning: the same grid for both methods, chosen on validation", "",
+             f"Grid: {grid}; "
+             f"epoch cap {rec['epoch_cap']}, early stopping after {rec['early_stopping_patience']} epochs without a "
+             f"gain; tuning seed {rec['tuning_seed']} (not an evaluation seed). Criterion: {rec['criterion']}. "
+             f"Written by `slm4offer tune` (`make tune`); test personas are not read.", "",
+             "| d_model | kind | " + " | ".join(tuning.GRID) + " | criterion (%) | best epoch | epochs run | cap | "
+             "train seconds | s/epoch |", "|---|---|" + "---|" * len(tuning.GRID) + "---|---|---|---|---|---|"]
+    for row in table.sort_values(["d_model", "kind"], kind="stable").itertuples():
+        cells = [f"{getattr(row, name):g}" for name in tuning.GRID]
+        value = f"{100 * row.criterion:.1f}"
+        lines.append(f"| {row.d_model} | {row.kind} | {' | '.join(cells)} | "
+                     f"{f'**{value}**' if row.chosen else value} | {row.best_epoch:g} | {row.epochs_run:g} | "
+                     f"{row.epoch_cap} | {row.train_seconds:.0f} | {row.seconds_per_epoch:.0f} |")
+    lines += ["", f"Bold: the chosen point of each kind and width, which `make all` trains (`{tuned.RECORD_FILE}`). "
+              f"'{tuning.EQUAL_COMPUTE}': SFT given the contrastive cap's training time (a control; not used by "
+              "make all)."]
+    return "\n".join(lines) + "\n"
+
+
+def save_tuning(cfg: Config, table: pd.DataFrame) -> dict:
+    """`results/tuning.{csv,md,json}` (the profile's results folder; the json is the record training
+    reads), recorded in the manifest; rows of widths this search did not run are kept."""
+    rec = tuning.record(cfg, table)
+    path = cfg.results_dir / "tuning.csv"
+    if path.is_file():
+        earlier = pd.read_csv(path)
+        table = pd.concat([earlier[~earlier["d_model"].isin(set(table["d_model"]))], table], ignore_index=True)
+    save_results(cfg, {"tuning.csv": table.to_csv(index=False), "tuning.md": tuning_markdown(table, rec),
+                       tuned.RECORD_FILE: json_text(rec)}, rec["provenance"])
+    return rec
