@@ -40,13 +40,14 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from slm4offer.config import repo_root
+from slm4offer.config import MAIN_DOMAIN, repo_root
 from slm4offer.errors import CannotRun
 from slm4offer.experiments.metrics import (
     METRICS,
@@ -63,6 +64,16 @@ K = 3.0  # standard errors of a difference allowed between a rerun and the commi
 ORDER = tuple(name for name, system in SYSTEMS.items() if system.ranked)
 CHECKED = ("acceptance.csv", "acceptance_paired.csv", "judge_validation.json", "table1_layers.csv",
            "loss_stabilisation.csv", "ablations.csv")
+# Results of the opt-in targets, which `make all` does not run: a rerun without them skips them.
+OPT_IN = {"ablations.csv": "make ablations", "acceptance_*.csv": "make new-domain",
+          "data_card_*.json": "make new-domain"}
+
+
+def opt_in_target(name: str) -> str | None:
+    """The make target that writes result file `name` when `make all` does not (None: make all)."""
+    if name in (f"data_card_{MAIN_DOMAIN}.json", "acceptance.csv"):  # the main domain's: notebooks 01 and 03
+        return None
+    return next((target for pattern, target in OPT_IN.items() if fnmatch(name, pattern)), None)
 
 
 @dataclass(frozen=True)
@@ -99,6 +110,7 @@ class Report:
     conclusions: list[Conclusion]
     missing: list[str]      # committed result files this run lacks
     partial: bool = False   # True: a partial rerun, missing files are skipped rather than failed
+    skipped: list[str] = field(default_factory=list)  # opt-in results this run did not make
 
     @property
     def ok(self) -> bool:
@@ -281,7 +293,9 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
     domains = domain_tables(committed)
     names = list(dict.fromkeys([n for n in CHECKED if (committed / n).is_file()] + list(domains.values())
                                + sorted(p.name for p in committed.glob("data_card_*.json"))))
-    missing = [n for n in names if not (now / n).is_file()]
+    absent = [n for n in names if not (now / n).is_file()]
+    missing = [n for n in absent if opt_in_target(n) is None]
+    skipped = [f"{n} ({opt_in_target(n)})" for n in absent if opt_in_target(n) is not None]
     numbers: list[Number] = []
     claims: dict[str, tuple[str, str]] = {}
     main_c = pd.read_csv(committed / "acceptance.csv")  # its seed spread also serves the 1-seed tables
@@ -310,7 +324,7 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
     if partial:  # rows this run lacks (a judge not run, say) are skipped like its missing files
         numbers = [x for x in numbers if not math.isnan(x.now)]
         conclusions = [x for x in conclusions if x.now != "missing"]
-    return Report(numbers, conclusions, missing, partial)
+    return Report(numbers, conclusions, missing, partial, skipped)
 
 
 def domain_tables(results: Path) -> dict[str, str]:
@@ -376,6 +390,8 @@ def markdown(report: Report, committed: str, results: Path, provenance: dict | N
                      f"{len(report.conclusions)} conclusions unchanged.")
     if report.partial and report.missing:
         lines += ["", "Not in this run (skipped): " + ", ".join(report.missing) + "."]
+    if report.skipped:
+        lines += ["", "Opt-in results this run did not make (skipped): " + ", ".join(report.skipped) + "."]
     return "\n".join(lines) + "\n"
 
 
