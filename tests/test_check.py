@@ -147,6 +147,19 @@ def test_a_missing_result_fails_unless_the_rerun_is_partial(results):
     assert "partial rerun" in text and "**Passed**" in text and "table1_layers.csv" in text
 
 
+def test_opt_in_results_a_rerun_did_not_make_are_skipped_not_failed(results):
+    for name in ("ablations.csv", "acceptance_ecommerce.csv", "data_card_ecommerce.json"):
+        (results / name).unlink()
+    report = check.compare(ROOT / "results", results)
+    assert report.ok and not report.missing
+    assert report.skipped == ["ablations.csv (make ablations)", "acceptance_ecommerce.csv (make new-domain)",
+                              "data_card_ecommerce.json (make new-domain)"]
+    assert "Opt-in results this run did not make (skipped)" in check.markdown(report, "HEAD", results)
+    (results / "acceptance.csv").unlink()  # the headline is make all's: its absence fails
+    assert "missing in this run: results/acceptance.csv (run make all)" in check.compare(ROOT / "results",
+                                                                                         results).failures()
+
+
 def test_a_judge_missing_from_the_rerun_fails_unless_partial(results):
     t = pd.read_csv(results / "acceptance.csv")
     t[t["judge"] == "simulated"].to_csv(results / "acceptance.csv", index=False)
