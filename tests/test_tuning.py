@@ -38,6 +38,8 @@ def test_training_takes_the_choice_for_its_exact_setup_only(project_root):
     assert kind_config(dataclasses.replace(cfg, tau=0.2), "contrastive").learning_rate == cfg.learning_rate, \
         "another setup keeps its own learning rate"
     assert kind_config(dataclasses.replace(cfg, tuning="off"), "sft").learning_rate == cfg.learning_rate
+    assert kind_config(dataclasses.replace(cfg, n_personas=300), "sft").learning_rate == cfg.learning_rate, \
+        "another world keeps its own"
     record = tuned.read_record(cfg)
     assert record["tuning_seed"] == tuning.TUNING_SEED and {c["kind"] for c in record["choices"]} == {"sft",
                                                                                                        "contrastive"}

@@ -2,9 +2,10 @@
 
 The search writes one record per profile, `results/<profile>/tuning.json` (the default
 profile's: `results/tuning.json`, committed). With `tuning='auto'`, a kind's config takes the
-chosen learning rate when the record holds a search run on that very setup: the same kind, data
-and training settings but for the learning rate and the seed. Any other config (an ablation, a
-width that was not searched) keeps its own learning rate, and its training info says so.
+chosen learning rate when the record holds a search run on that very setup: the same kind, the
+same data (world settings, or your dataset's content) and the same training settings but for the
+learning rate and the seed. Any other config (an ablation, a width that was not searched, another
+world) keeps its own learning rate, and its training info says so.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from slm4offer.cache import STAGE_FIELDS
+from slm4offer.cache import STAGE_FIELDS, dataset_fingerprint
 from slm4offer.config import Config, data_name
 
 TUNED_FIELDS = ("learning_rate",)  # what a search chooses
@@ -28,8 +29,9 @@ def record_path(cfg: Config) -> Path:
 
 def setup_key(cfg: Config) -> dict:
     """What a tuned choice belongs to: the data and every training setting but the free ones."""
-    fields = [f for f in STAGE_FIELDS["train"] if f not in FREE_FIELDS and f not in STAGE_FIELDS["dataset"]]
-    return {"data": data_name(cfg), "profile": cfg.profile, **{f: getattr(cfg, f) for f in fields}}
+    fields = [f for f in STAGE_FIELDS["train"] if f not in FREE_FIELDS]
+    data = {"data_digest": dataset_fingerprint(cfg.dataset_dir)} if cfg.data else {}  # your data: its content
+    return {"data": data_name(cfg), "profile": cfg.profile, **data, **{f: getattr(cfg, f) for f in fields}}
 
 
 def read_record(cfg: Config) -> dict | None:
