@@ -8,8 +8,10 @@ first in grid order among equals) and written to the tuning record (`model.tuned
 `make all` trains. Test personas are never read.
 
 An equal-compute SFT control trains SFT for as many epochs as cost what the contrastive cap
-costs (the ratio of their measured seconds per epoch at that width, rounded up), over the same
-grid: whether SFT given contrastive's compute catches up, on the same criterion.
+costs, over the same grid: whether SFT given contrastive's compute catches up, on the same
+criterion. Cost is counted in training FLOPs (forward and backward of a training batch, counted
+by torch's FlopCounterMode at that width), which no other load on the machine can move, rather
+than in seconds.
 """
 
 from __future__ import annotations
@@ -19,14 +21,26 @@ import itertools
 import math
 
 import pandas as pd
+from torch.utils.flop_counter import FlopCounterMode
 
 from slm4offer import provenance
 from slm4offer.config import Config
+from slm4offer.data.dataset import build_dataset
 from slm4offer.errors import InvalidValue
 from slm4offer.experiments.size_study import width_shape
 from slm4offer.model import tuned
+from slm4offer.model.losses import dual_loss, loss_weights
+from slm4offer.model.modeling import build_model, resolve_source
 from slm4offer.model.selection import ABOUT
-from slm4offer.model.training import KINDS, kind_config, train
+from slm4offer.model.training import (
+    KINDS,
+    OfferCollator,
+    kind_config,
+    make_examples,
+    offer_keys,
+    tokenizer_corpus,
+    train,
+)
 
 GRID: dict[str, tuple] = {"learning_rate": (3e-4, 1e-3, 3e-3)}
 TUNING_SEED = 1000
@@ -45,6 +59,23 @@ def search_config(cfg: Config, width: int, point: dict) -> Config:
     return dataclasses.replace(cfg, tuning="off", train_seed=TUNING_SEED, **width_shape(cfg, width), **point)
 
 
+def flop_ratio(cfg: Config, batches: int = 4) -> float:
+    """Training FLOPs of the contrastive loss per SFT FLOP, on the first `batches` training batches
+    of `cfg` (forward and backward)."""
+    dd = build_dataset(cfg, progress=False)
+    model, tokenizer = build_model(cfg, resolve_source(cfg), tokenizer_texts=tokenizer_corpus(dd["train"]))
+    examples = make_examples(dd["train"], tokenizer, offer_keys(dd), cfg)
+    collate = OfferCollator(tokenizer.pad_token_id)
+    flops = {}
+    for kind, weights in (("sft", {"infonce": 0.0, "ce": 1.0}), ("contrastive", loss_weights(cfg))):
+        with FlopCounterMode(display=False) as counter:
+            for start in range(0, batches * cfg.batch_size, cfg.batch_size):
+                batch = collate(examples[start:start + cfg.batch_size])
+                dual_loss(model, batch, weights, cfg.tau, cfg.negatives, cfg.in_batch_negatives).loss.backward()
+        flops[kind] = counter.get_total_flops()
+    return flops["contrastive"] / flops["sft"]
+
+
 def _row(kind: str, width: int, point: dict, info: dict) -> dict:
     selection = info["selection"]
     return {"kind": kind, "d_model": width, **point, "criterion": selection["best_value"],
@@ -60,12 +91,12 @@ def run_search(cfg: Config, widths: list[int], equal_compute: bool = True, progr
         for kind, point in itertools.product(KINDS, points()):
             rows.append(_row(kind, width, point, train(search_config(cfg, width, point), kind, progress=progress).info))
         if equal_compute:
-            done = pd.DataFrame(rows)
-            per_epoch = done[done["d_model"] == width].groupby("kind")["seconds_per_epoch"].mean()
-            epochs = math.ceil(cfg.epochs * per_epoch["contrastive"] / per_epoch["sft"])
+            ratio = flop_ratio(search_config(cfg, width, points()[0]))
+            epochs = math.ceil(cfg.epochs * ratio)
             for point in points():
                 longer = dataclasses.replace(search_config(cfg, width, point), epochs=epochs)
-                rows.append(_row(EQUAL_COMPUTE, width, point, train(longer, "sft", progress=progress).info))
+                rows.append(_row(EQUAL_COMPUTE, width, point, train(longer, "sft", progress=progress).info)
+                            | {"flop_ratio": ratio})
     return choose(pd.DataFrame(rows))
 
 

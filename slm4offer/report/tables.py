@@ -288,8 +288,14 @@ def tuning_markdown(table: pd.DataFrame, rec: dict) -> str:
                      f"{f'**{value}**' if row.chosen else value} | {row.best_epoch:g} | {row.epochs_run:g} | "
                      f"{row.epoch_cap} | {row.train_seconds:.0f} | {row.seconds_per_epoch:.0f} |")
     lines += ["", f"Bold: the chosen point of each kind and width, which `make all` trains (`{tuned.RECORD_FILE}`). "
-              f"'{tuning.EQUAL_COMPUTE}': SFT given the contrastive cap's training time (a control; not used by "
-              "make all)."]
+              f"'{tuning.EQUAL_COMPUTE}': SFT given the contrastive cap's training FLOPs (a control; not used by "
+              "make all)"]
+    if "flop_ratio" in table:
+        ratios = table.dropna(subset=["flop_ratio"]).groupby("d_model")["flop_ratio"].first()
+        costs = ", ".join(f"{r:.2f}x an SFT one at d_model {w}" for w, r in ratios.items())
+        lines[-1] += (f": a contrastive training batch costs {costs} (FlopCounterMode), so its cap is the contrastive "
+                      "cap times that, rounded up")
+    lines[-1] += ". Train seconds are wall time on the machine that ran it, whatever else ran beside it."
     return "\n".join(lines) + "\n"
 
 
