@@ -6,7 +6,7 @@ from transformers import TrainerCallback
 
 from slm4offer.config import load_config
 from slm4offer.data.dataset import build_dataset
-from slm4offer.model.modeling import resolve_source, train_tokenizer
+from slm4offer.model.modeling import ModelSource, build_model, resolve_source, train_tokenizer
 from slm4offer.model.training import OfferCollator, make_examples, model_dir, offer_keys, train
 
 
@@ -123,7 +123,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         assert torch.equal(a, b), name
 
 
-def test_the_kept_model_is_the_best_epoch_on_the_validation_criterion(tmp_path, monkeypatch):
+def test_the_kept_model_is_the_best_epoch_on_the_validation_criterion(tmp_path, monkeypatch, caplog):
     """Selection keeps the epoch with the highest criterion (the first of equals), the kept weights
     score exactly that, and early stopping ends the run `early_stopping_patience` epochs later."""
     from slm4offer.model.selection import CRITERION, ValidationCriterion
@@ -137,3 +137,21 @@ def test_the_kept_model_is_the_best_epoch_on_the_validation_criterion(tmp_path, 
     assert selection["best_value"] == max(values) and selection["best_epoch"] == best + 1
     assert len(values) == min(6, best + 2)  # stopped one epoch after the last gain, if before the cap
     assert ValidationCriterion(cfg)(result.model, result.tokenizer) == pytest.approx(selection["best_value"], abs=1e-9)
+    # the best checkpoint was loaded back, and its tied embeddings were not reported as missing keys
+    assert not [r for r in caplog.records if "missing keys" in r.getMessage()]
+
+
+def test_only_the_tied_embedding_copies_are_kept_quiet():
+    import logging
+
+    from slm4offer.model.training import TiedCopiesFilter
+
+    model, _ = build_model(smoke(), ModelSource("scratch", "", "test"), tokenizer_texts=["a b c"] * 20)
+    quiet = TiedCopiesFilter(model)
+    assert quiet.tied == {"encoder.embed_tokens.weight", "decoder.embed_tokens.weight", "lm_head.weight"}
+
+    def record(keys):
+        return logging.LogRecord("transformers.trainer", logging.WARNING, "", 0, quiet.PREFIX + f"{keys}.", None, None)
+    assert not quiet.filter(record(sorted(quiet.tied)))
+    assert quiet.filter(record([*sorted(quiet.tied), "projection.weight"])), "a key really missing is reported"
+    assert quiet.filter(logging.LogRecord("t", logging.WARNING, "", 0, "something else", None, None))

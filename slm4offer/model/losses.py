@@ -135,7 +135,8 @@ def _pad_to(labels: torch.Tensor, length: int) -> torch.Tensor:
     return F.pad(labels, (0, length - labels.size(1)), value=IGNORE_INDEX)
 
 
-def in_batch_offers(labels: torch.Tensor, keys: torch.Tensor, in_batch: int) -> tuple[torch.Tensor, ...]:
+def in_batch_offers(labels: torch.Tensor, keys: torch.Tensor,
+                    in_batch: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Each local example's in-batch negatives: the positives of the next `in_batch` examples of
     the global batch (cyclically, never its own). Returns (labels, owner row, offer key)."""
     everyone, counts = distributed.gather_rows(labels, pad_value=IGNORE_INDEX)

@@ -15,8 +15,10 @@ rejected offers once, before training, with `train_seed`: a resumed run sees the
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
+import logging
 import math
 import shutil
 import time
@@ -263,6 +265,25 @@ class OfferTrainer(Trainer):
         super().log(logs, start_time)
 
 
+class TiedCopiesFilter(logging.Filter):
+    """Drops the Trainer's warning, on loading the best checkpoint, that the checkpoint lacks the
+    embedding matrices tied to `shared.weight`: safetensors stores a tied tensor once, and the copies
+    are the very same parameter, so nothing is missing. Any other missing key is still reported."""
+
+    PREFIX = "There were missing keys in the checkpoint model loaded: "
+
+    def __init__(self, model: OfferT5):
+        super().__init__()
+        self.tied = {copy for copy, source in model._tied_weights_keys.items()
+                     if model.get_parameter(copy) is model.get_parameter(source)}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not message.startswith(self.PREFIX):
+            return True
+        return not set(ast.literal_eval(message[len(self.PREFIX):].rstrip("."))) <= self.tied
+
+
 class EpochPrinter(TrainerCallback):
     """One short line per epoch where progress bars are off (notebooks, logs)."""
 
@@ -398,7 +419,13 @@ def _train(cfg: Config, kind: str, progress: bool, checkpoint_every: int,
     if resume and main:
         print(f"resuming from {Path(resume).name}", flush=True)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=resume)
+    quiet = TiedCopiesFilter(model)
+    trainer_log = logging.getLogger("transformers.trainer")
+    trainer_log.addFilter(quiet)
+    try:
+        trainer.train(resume_from_checkpoint=resume)
+    finally:
+        trainer_log.removeFilter(quiet)
     if main:
         info = {
             "label": model_label(cfg),
