@@ -94,26 +94,24 @@ class LossParts:
 
 
 def info_nce(persona_emb: torch.Tensor, candidate_emb: torch.Tensor, valid: torch.Tensor,
-             tau: float, positives: torch.Tensor | None = None, reduction: str = "mean") -> torch.Tensor:
+             tau: float, reduction: str = "mean") -> torch.Tensor:
     """-log softmax(cos(p_i, c) / tau) at persona i's positive, over valid candidates, per persona
-    (`reduction`: 'mean' or 'none'). The positive of persona i is candidate `positives[i]`
-    (default: candidate i), so `valid[i, positives[i]]` must be True.
+    (`reduction`: 'mean' or 'none'). The positive of persona i is candidate i, so `valid[i, i]`
+    must be True.
     """
     p = F.normalize(persona_emb, dim=-1)
     c = F.normalize(candidate_emb, dim=-1)
     logits = (p @ c.T / tau).masked_fill(~valid, float("-inf"))
-    target = torch.arange(p.size(0), device=p.device) if positives is None else positives
-    return F.cross_entropy(logits, target, reduction=reduction)
+    return F.cross_entropy(logits, torch.arange(p.size(0), device=p.device), reduction=reduction)
 
 
-def candidate_mask(owner: torch.Tensor, keys: torch.Tensor, accepted_keys: torch.Tensor,
-                   positives: torch.Tensor | None = None) -> torch.Tensor:
+def candidate_mask(owner: torch.Tensor, keys: torch.Tensor, accepted_keys: torch.Tensor) -> torch.Tensor:
     """Which candidates count for which persona: (B, C) booleans.
 
     `owner[c]`: the persona row candidate c is decoded under and scored for; `keys[c]`: its
-    offer's integer id; `accepted_keys[i]`: offers persona i accepted (-1 padded); `positives[i]`:
-    persona i's positive (default: candidate i). A persona keeps its own candidates, less offers it
-    accepted and repeats of an earlier candidate's offer; its positive always counts.
+    offer's integer id; `accepted_keys[i]`: offers persona i accepted (-1 padded). Persona i's
+    positive is candidate i. A persona keeps its own candidates, less offers it accepted and
+    repeats of an earlier candidate's offer; its positive always counts.
     """
     b = accepted_keys.size(0)
     rows = torch.arange(b, device=keys.device)
@@ -121,7 +119,7 @@ def candidate_mask(owner: torch.Tensor, keys: torch.Tensor, accepted_keys: torch
     valid &= owner[None, :] == rows[:, None]
     repeat = ((owner[:, None] == owner[None, :]) & (keys[:, None] == keys[None, :])).tril(-1).any(1)
     valid &= ~repeat[None, :]
-    valid[rows, rows if positives is None else positives] = True
+    valid[rows, rows] = True
     return valid
 
 
