@@ -155,6 +155,9 @@ def test_opt_in_results_a_rerun_did_not_make_are_skipped_not_failed(results):
     assert report.skipped == ["ablations.csv (make ablations)", "acceptance_ecommerce.csv (make new-domain)",
                               "data_card_ecommerce.json (make new-domain)"]
     assert "Opt-in results this run did not make (skipped)" in check.markdown(report, "HEAD", results)
+    (results / "acceptance_paired.csv").unlink()  # the headline's, however its name reads: its absence fails
+    assert "missing in this run: results/acceptance_paired.csv (run make all)" in check.compare(
+        ROOT / "results", results).failures()
     (results / "acceptance.csv").unlink()  # the headline is make all's: its absence fails
     assert "missing in this run: results/acceptance.csv (run make all)" in check.compare(ROOT / "results",
                                                                                          results).failures()

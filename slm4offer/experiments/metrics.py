@@ -32,6 +32,7 @@ from slm4offer import paper
 from slm4offer.errors import InvalidValue
 from slm4offer.experiments.systems import SYSTEMS
 from slm4offer.stats import (
+    Difference,
     SeedPersonaBootstrap,
     holm,
     mcnemar_exact,
@@ -219,29 +220,40 @@ def comparisons(decisions: pd.DataFrame, pairs=COMPARISONS) -> pd.DataFrame:
     with its bootstrap CI and p-value, its seed-level t-interval and p (over the per-seed
     differences), and the paper's relative gain (b - a) / a."""
     seeds, personas, boot = _frame(decisions)
-    present = set(decisions["system"])
     rows = []
     for judge, group in decisions.groupby("judge", sort=True):
         every = {m.key: outcomes(group, m.key) for m in METRICS.values()}
         for a, b in pairs:
-            if not {a, b} <= present:
-                continue
-            ga, gb = group[group["system"] == a], group[group["system"] == b]
             for m in METRICS.values():
-                xa = _grid(ga, every[m.key].loc[ga.index], seeds, personas)
-                xb = _grid(gb, every[m.key].loc[gb.index], seeds, personas)
-                if not boot.comparable(xa, xb):  # no outcome under this metric (a judge without probabilities)
+                grids = _pair_grids(group, every[m.key], a, b, seeds, personas, boot)
+                if grids is None:
                     continue
-                d = boot.difference(xa, xb)
-                per_seed = per_seed_difference(xa, xb)
-                by_seed = seed_interval(per_seed)
+                d, per_seed, numbers = _paired_difference(boot, *grids)
                 rows.append({"judge": judge, "metric": m.label, "a": a, "b": b, "a_value": d.a, "b_value": d.b,
-                             "points": 100 * d.diff, "ci_low": 100 * d.low, "ci_high": 100 * d.high,
-                             "p": d.pvalue, "seed_ci_low": 100 * by_seed.low, "seed_ci_high": 100 * by_seed.high,
-                             "seed_p": by_seed.pvalue, "seeds": by_seed.seeds,
-                             "seeds_needed": seeds_to_exclude_zero(per_seed) or np.nan,
+                             **numbers, "seeds_needed": seeds_to_exclude_zero(per_seed) or np.nan,
                              "relative": d.diff / d.a if d.a else np.nan})
     return pd.DataFrame(rows)
+
+
+def _pair_grids(group: pd.DataFrame, values: pd.Series, a: str, b: str, seeds: list[int], personas: list[str],
+                boot: SeedPersonaBootstrap) -> tuple[np.ndarray, np.ndarray] | None:
+    """Systems a's and b's outcome grids in one judge's `group`; None when either system is absent or
+    no cell has an outcome in both (a judge without probabilities, under a probability metric)."""
+    ga, gb = group[group["system"] == a], group[group["system"] == b]
+    if not len(ga) or not len(gb):
+        return None
+    xa, xb = _grid(ga, values.loc[ga.index], seeds, personas), _grid(gb, values.loc[gb.index], seeds, personas)
+    return (xa, xb) if boot.comparable(xa, xb) else None
+
+
+def _paired_difference(boot: SeedPersonaBootstrap, a: np.ndarray, b: np.ndarray) -> tuple[Difference, np.ndarray, dict]:
+    """b - a: the bootstrap difference, the per-seed differences, and both intervals in points."""
+    d = boot.difference(a, b)
+    per_seed = per_seed_difference(a, b)
+    by_seed = seed_interval(per_seed)
+    return d, per_seed, {"points": 100 * d.diff, "ci_low": 100 * d.low, "ci_high": 100 * d.high, "p": d.pvalue,
+                         "seed_ci_low": 100 * by_seed.low, "seed_ci_high": 100 * by_seed.high,
+                         "seed_p": by_seed.pvalue, "seeds": by_seed.seeds}
 
 
 def gain_differences(decisions: pd.DataFrame, gains: list[tuple[str, str, str]]) -> pd.DataFrame:
@@ -254,28 +266,16 @@ def gain_differences(decisions: pd.DataFrame, gains: list[tuple[str, str, str]])
     for judge, group in decisions.groupby("judge", sort=True):
         every = {m.key: outcomes(group, m.key) for m in METRICS.values()}
         for m in METRICS.values():
-            grids = {}
-            for label, a, b in gains:
-                ga, gb = group[group["system"] == a], group[group["system"] == b]
-                if len(ga) and len(gb):
-                    xa = _grid(ga, every[m.key].loc[ga.index], seeds, personas)
-                    xb = _grid(gb, every[m.key].loc[gb.index], seeds, personas)
-                    if boot.comparable(xa, xb):
-                        grids[label] = xb - xa
+            grids = {label: pair[1] - pair[0] for label, a, b in gains
+                     if (pair := _pair_grids(group, every[m.key], a, b, seeds, personas, boot)) is not None}
             labels = list(grids)
             for i, first in enumerate(labels):
                 for second in labels[i + 1:]:
-                    d = boot.difference(grids[first], grids[second])
-                    by_seed = seed_interval(per_seed_difference(grids[first], grids[second]))
+                    d, _, numbers = _paired_difference(boot, grids[first], grids[second])
                     rows.append({"judge": judge, "metric": m.label, "first": first, "second": second,
-                                 "first_gain": 100 * d.a, "second_gain": 100 * d.b, "points": 100 * d.diff,
-                                 "ci_low": 100 * d.low, "ci_high": 100 * d.high, "p": d.pvalue,
-                                 "seed_ci_low": 100 * by_seed.low, "seed_ci_high": 100 * by_seed.high,
-                                 "seed_p": by_seed.pvalue, "seeds": by_seed.seeds})
+                                 "first_gain": 100 * d.a, "second_gain": 100 * d.b, **numbers})
     out = pd.DataFrame(rows)
-    if out.empty:
-        return out
-    return out.assign(p_holm=out.groupby(["judge", "metric"])["p"].transform(lambda p: pd.Series(holm(p), p.index)))
+    return out if out.empty else with_holm(out, by=("judge", "metric"))
 
 
 def per_seed_difference(a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -293,8 +293,9 @@ def paper_gain() -> dict:
             "b_value": con, "points": 100 * (con - sft), "relative": (con - sft) / sft}
 
 
-def with_holm(tests: pd.DataFrame) -> pd.DataFrame:
-    return tests.assign(p_holm=tests.groupby("metric")["p"].transform(lambda p: pd.Series(holm(p), p.index)))
+def with_holm(tests: pd.DataFrame, by: tuple[str, ...] = ("metric",)) -> pd.DataFrame:
+    """`tests` with `p_holm`: p Holm-adjusted within each group of `by` (the family)."""
+    return tests.assign(p_holm=tests.groupby(list(by))["p"].transform(lambda p: pd.Series(holm(p), p.index)))
 
 
 def threshold_sweep(decisions: pd.DataFrame, thresholds=THRESHOLDS) -> pd.DataFrame:

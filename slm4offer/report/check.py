@@ -41,13 +41,12 @@ import subprocess
 import tarfile
 import tempfile
 from dataclasses import dataclass, field
-from fnmatch import fnmatch
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from slm4offer.config import MAIN_DOMAIN, repo_root
+from slm4offer.config import repo_root
 from slm4offer.errors import CannotRun
 from slm4offer.experiments.metrics import (
     METRICS,
@@ -64,16 +63,15 @@ K = 3.0  # standard errors of a difference allowed between a rerun and the commi
 ORDER = tuple(name for name, system in SYSTEMS.items() if system.ranked)
 CHECKED = ("acceptance.csv", "acceptance_paired.csv", "judge_validation.json", "table1_layers.csv",
            "loss_stabilisation.csv", "ablations.csv")
-# Results of the opt-in targets, which `make all` does not run: a rerun without them skips them.
-OPT_IN = {"ablations.csv": "make ablations", "acceptance_*.csv": "make new-domain",
-          "data_card_*.json": "make new-domain"}
 
 
-def opt_in_target(name: str) -> str | None:
-    """The make target that writes result file `name` when `make all` does not (None: make all)."""
-    if name in (f"data_card_{MAIN_DOMAIN}.json", "acceptance.csv"):  # the main domain's: notebooks 01 and 03
-        return None
-    return next((target for pattern, target in OPT_IN.items() if fnmatch(name, pattern)), None)
+def opt_in_targets(committed: Path) -> dict[str, str]:
+    """Committed result files that `make all` does not write, each with the target that does: a
+    rerun without them skips them. The ablations, and every domain table but the main one
+    (`acceptance.csv`), with its data card."""
+    return {"ablations.csv": "make ablations",
+            **{f"{stem}_{d}.{ext}": "make new-domain" for d in domain_tables(committed)
+               for stem, ext in (("acceptance", "csv"), ("data_card", "json"))}}
 
 
 @dataclass(frozen=True)
@@ -294,8 +292,9 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
     names = list(dict.fromkeys([n for n in CHECKED if (committed / n).is_file()] + list(domains.values())
                                + sorted(p.name for p in committed.glob("data_card_*.json"))))
     absent = [n for n in names if not (now / n).is_file()]
-    missing = [n for n in absent if opt_in_target(n) is None]
-    skipped = [f"{n} ({opt_in_target(n)})" for n in absent if opt_in_target(n) is not None]
+    opt_in = opt_in_targets(committed)
+    missing = [n for n in absent if n not in opt_in]
+    skipped = [f"{n} ({opt_in[n]})" for n in absent if n in opt_in]
     numbers: list[Number] = []
     claims: dict[str, tuple[str, str]] = {}
     main_c = pd.read_csv(committed / "acceptance.csv")  # its seed spread also serves the 1-seed tables

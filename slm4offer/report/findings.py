@@ -24,11 +24,11 @@ def _points(r) -> str:
     return f"{r['points']:+.1f} points [{r['ci_low']:+.1f}, {r['ci_high']:+.1f}]"
 
 
-def direction(r) -> str:
-    """What a comparison row's 95% CI says about b - a."""
-    if r["ci_low"] > 0:
+def direction(r, interval: str = "") -> str:
+    """What a comparison row's 95% CI (`interval` 'seed_': its seed-level one) says about b - a."""
+    if r[f"{interval}ci_low"] > 0:
         return "higher"
-    if r["ci_high"] < 0:
+    if r[f"{interval}ci_high"] < 0:
         return "lower"
     return "not distinguishable"
 
@@ -183,11 +183,9 @@ def control_sentences(gain: pd.DataFrame, judge: str = DECISION_JUDGE) -> list[s
 
 
 def _seed_direction(r) -> str:
-    if r["seed_ci_low"] > 0:
-        return "higher, the seed-level interval above 0"
-    if r["seed_ci_high"] < 0:
-        return "lower, the seed-level interval below 0"
-    return "not distinguishable at the seed level"
+    said = direction(r, "seed_")
+    return {"higher": "higher, the seed-level interval above 0", "lower": "lower, the seed-level interval below 0"
+            }.get(said, f"{said} at the seed level")
 
 
 def sweep_sentence(sweep: pd.DataFrame, a: str = "sft", b: str = "contrastive") -> str:
