@@ -85,12 +85,21 @@ def weighted_sum(parts: dict, weights: dict[str, float]):
 @dataclass
 class LossParts:
     """The total loss and each part that was computed, unweighted (`terms`, logged by name); with
-    InfoNCE, each candidate's persona row (`owner`) and its cosine similarity with that persona."""
+    InfoNCE, each candidate's persona row (`owner`) and the embeddings it compared (detached)."""
 
     loss: torch.Tensor
     terms: dict[str, torch.Tensor]
     owner: torch.Tensor | None = None
-    similarity: torch.Tensor | None = None
+    persona_emb: torch.Tensor | None = None
+    candidate_emb: torch.Tensor | None = None
+
+    @property
+    def similarity(self) -> torch.Tensor | None:
+        """Each candidate's cosine similarity with the persona it was scored for, computed on demand
+        (training never needs it; it is what inference's scores are held to)."""
+        if self.owner is None or self.persona_emb is None or self.candidate_emb is None:
+            return None
+        return F.cosine_similarity(self.persona_emb[self.owner], self.candidate_emb, dim=-1)
 
 
 def info_nce(persona_emb: torch.Tensor, candidate_emb: torch.Tensor, valid: torch.Tensor,
@@ -182,8 +191,8 @@ def dual_loss(model: OfferT5, batch: dict, weights: dict[str, float], tau: float
     per_persona = info_nce(persona_emb, candidate_emb, valid, tau, reduction="none")
     infonce = _global_share(per_persona.mean(), torch.tensor(b, device=labels.device))
     terms = {"ce": ce, "infonce": infonce}
-    similarity = F.cosine_similarity(persona_emb[owner], candidate_emb, dim=-1).detach()
-    return LossParts(loss=weighted_sum(terms, weights), terms=terms, owner=owner, similarity=similarity)
+    return LossParts(loss=weighted_sum(terms, weights), terms=terms, owner=owner, persona_emb=persona_emb.detach(),
+                     candidate_emb=candidate_emb.detach())
 
 
 def _global_share(mean: torch.Tensor, count: torch.Tensor) -> torch.Tensor:
