@@ -86,11 +86,15 @@ def headline_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
 def validation_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
     v = json.loads((results / "judge_validation.json").read_text())
     kappa = _with_tolerance(v["kappa"], tol["kappa",], scale=1, unit="")
+    pool = v.get("pool")
+    over_all = (f"; over all {pool['n']:,} judged pairs of the acceptance table: {100 * pool['raw_agreement']:.1f}% "
+                f"agreement, κ = {pool['kappa']:.2f} [{pool['kappa_low']:.2f}, {pool['kappa_high']:.2f}]"
+                if pool else "")
     return [f"| judge validation | LLM vs humans: {paper.JUDGE_AGREEMENT:.0%} agreement on {paper.JUDGE_SAMPLES}, "
             f"χ² p {paper.JUDGE_CHI2_P} | {v['judge']} judge vs {v['reference']}: "
             f"{_with_tolerance(v['raw_agreement'], tol['judge agreement',])} agreement on {v['n']}, χ² = "
             f"{v['chi2']:.0f} (p = {v['chi2_pvalue']:.0e}), Cohen's κ = {kappa} "
-            f"[{v['kappa_low']:.2f}, {v['kappa_high']:.2f}] | `results/judge_validation.md` |"]
+            f"[{v['kappa_low']:.2f}, {v['kappa_high']:.2f}]{over_all} | `results/judge_validation.md` |"]
 
 
 def layer_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
@@ -117,6 +121,17 @@ def curve_rows(results: Path) -> list[str]:
             f"| `results/loss_stabilisation.md` |"]
 
 
+def older_code(results: Path, name: str) -> str:
+    """A note where `results/<name>` was made by other training or generation code than the headline
+    (its manifest's stage hash differs): an opt-in result not rerun since the method changed."""
+    made = json.loads((results / "manifest.json").read_text())["artifacts"] if (results / "manifest.json").is_file() \
+        else {}
+    this, headline = made.get(f"results/{name}", {}), made.get("results/acceptance.csv", {})
+    if not this or not headline or this.get("stage_hash") == headline.get("stage_hash"):
+        return ""
+    return f" (older code than the headline's: commit {this.get('git_commit', '?')[:7]}, not rerun since)"
+
+
 def domain_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
     rows = []
     for domain, name in check.domain_tables(results).items():
@@ -126,7 +141,8 @@ def domain_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
         cells = ", ".join(f"{s} {_with_tolerance(t.loc[(judge, s), 'mean'], tol[domain, 'rate', s, judge])}"
                           for s in check.ORDER if (judge, s) in t.index)
         rows.append(f"| new domain: {domain} | not run (future work) | {judge} judge, "
-                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): {cells} | `results/{path.stem}.md` |")
+                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): {cells}{older_code(results, name)} "
+                    f"| `results/{path.stem}.md` |")
     return rows
 
 
@@ -146,7 +162,8 @@ def ablation_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
                       + (" *" if r.p_holm < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
             f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = differs from the main recipe, Holm-adjusted "
-            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests) | `results/ablations.md` |"]
+            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests){older_code(results, path.name)} "
+            f"| `results/ablations.md` |"]
 
 
 def size_table(results: Path) -> pd.DataFrame | None:
@@ -168,7 +185,8 @@ def size_rows(results: Path) -> list[str]:
                       f"[{r.gain_ci_low:+.1f}, {r.gain_ci_high:+.1f}]" for r in t.sort_values("d_model").itertuples())
     return [f"| scale of the effect (not in the paper) | one size, T5-Small (60M) | {t['judge'].iloc[0]} judge, "
             f"contrastive − SFT in points with 95% CI, {int(t['seeds'].max())} seeds per width: {cells} "
-            f"(opt-in: `make size-study`; CIs, not rerun tolerances) | `results/size_study.md` |"]
+            f"(opt-in: `make size-study`; CIs, not rerun tolerances){older_code(results, 'size_study.csv')} "
+            f"| `results/size_study.md` |"]
 
 
 def findings_lines(results: Path) -> list[str]:
@@ -179,7 +197,11 @@ def findings_lines(results: Path) -> list[str]:
     table, gain, tests = csv("acceptance.csv"), csv("acceptance_gain.csv"), csv("acceptance_paired.csv")
     out = ["", "### What this run shows", "",
            "Generated from the same files; every sentence with a number or a direction is written by "
-           "`slm4offer/report/findings.py`.", "", "**The headline under each metric.**", ""]
+           "`slm4offer/report/findings.py`.", "",
+           "**The decision rule, the scorer and the variety controls** (seed-level intervals).", ""]
+    out += [f"- {findings.decision(gain)}"]
+    out += [f"- {line}" for line in findings.scorer_sentences(gain) + findings.control_sentences(gain)]
+    out += ["", "**The headline under each metric.**", ""]
     out += [f"- {line}" for line in findings.headline(table, gain, tests).splitlines()]
     out += [f"- {line}" for line in findings.targeting_sentences(table, gain)]
     out += [f"- {findings.sweep_sentence(csv('acceptance_threshold_sweep.csv'))}"]
@@ -193,14 +215,15 @@ def findings_lines(results: Path) -> list[str]:
     out += ["", "**Do the judges agree on the order of the systems?**", ""]
     out += [f"- {line}" for line in findings.judge_agreement(tables)]
     for domain, name in domains.items():
-        out += ["", f"**The new domain ({domain}).**", ""]
+        out += ["", f"**The new domain ({domain}){older_code(results, name)}.**", ""]
         out += [f"- {line}" for line in findings.domain_sentences(csv(name), csv(f"acceptance_{domain}_gain.csv"),
                                                                   domain)]
     if ablations is not None:
-        out += ["", "**Ablations.**", ""] + [f"- {line}" for line in findings.ablation_sentences(ablations)]
+        out += ["", f"**Ablations{older_code(results, 'ablations.csv')}.**", ""]
+        out += [f"- {line}" for line in findings.ablation_sentences(ablations)]
     sizes = size_table(results)
     if sizes is not None:
-        out += ["", "**Model size (opt-in, `make size-study`).**", ""]
+        out += ["", f"**Model size (opt-in, `make size-study`){older_code(results, 'size_study.csv')}.**", ""]
         out += [f"- {line}" for line in findings.size_sentences(sizes)]
     out += ["", "**Table 1 and Figure 6.**", ""]
     out += [f"- {line}" for line in findings.layer_sentences(csv("table1_layer_alphas.csv"))]
