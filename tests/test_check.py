@@ -39,7 +39,7 @@ def test_the_committed_results_pass_against_themselves(results):
     for expected in ("acceptance: sft, simulated judge", "gain in points, learned judge", "Cohen's kappa",
                      "Table 1 under-fitted layers: contrastive", "ablation: negatives: in_batch, simulated judge"):
         assert expected in names
-    assert {c.name for c in report.conclusions} >= {"contrastive beats SFT, simulated judge",
+    assert {c.name for c in report.conclusions} >= {"contrastive vs SFT (95% interval over seeds), simulated judge",
                                                     "order of the systems, learned judge"}
 
 
@@ -85,12 +85,32 @@ def test_a_rerun_inside_the_tolerance_passes_and_outside_fails(results):
 
 
 def test_a_flipped_conclusion_fails_with_a_clear_message(results):
-    table = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"])
-    contrastive = table.loc[("learned", "contrastive"), "mean"]
-    edit_csv(results / "acceptance.csv", {"judge": "learned", "system": "sft"}, "mean", lambda m: contrastive + 0.001)
+    name = "contrastive vs SFT (95% interval over seeds), learned judge"
+    committed = next(c.committed for c in check.compare(ROOT / "results", results).conclusions if c.name == name)
+    flipped, interval = ("higher", (0.1, 1.0)) if committed == "lower" else ("lower", (-1.0, -0.1))
+    row = {"judge": "learned", "a": "sft", "b": "contrastive", "metric": "thresholded rate"}
+    for column, value in zip(("seed_ci_low", "seed_ci_high"), interval):
+        edit_csv(results / "acceptance_gain.csv", row, column, lambda _, v=value: v)
+    contrastive = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"]).loc[
+        ("learned", "contrastive"), "mean"]
+    sft = contrastive + (0.001 if flipped == "lower" else -0.001)
+    edit_csv(results / "acceptance.csv", {"judge": "learned", "system": "sft"}, "mean", lambda _: sft)
     failures = check.compare(ROOT / "results", results).failures()
-    assert "conclusion changed: contrastive beats SFT, learned judge: committed 'True', now 'False'" in failures
+    assert f"conclusion changed: {name}: committed '{committed}', now '{flipped}'" in failures
     assert any(f.startswith("conclusion changed: order of the systems, learned judge") for f in failures)
+
+
+def test_a_difference_inside_the_seed_noise_is_a_tie_not_an_order():
+    table = pd.DataFrame({"judge": "simulated", "system": ["random", "sft", "contrastive", "best"],
+                          "mean": [0.1, 0.47, 0.46, 0.99]})
+    gain = pd.DataFrame({"judge": ["simulated"], "a": ["sft"], "b": ["contrastive"], "metric": ["thresholded rate"],
+                         "seed_ci_low": [-3.0], "seed_ci_high": [2.0], "ci_low": [-2.0], "ci_high": [1.0]})
+    said = check.acceptance_conclusions(table, gain)
+    assert said["contrastive vs SFT (95% interval over seeds), simulated judge"] == "not distinguishable"
+    assert said["order of the systems, simulated judge"] == "random < contrastive ≈ sft < best"
+    gain[["seed_ci_low", "seed_ci_high"]] = [[-3.0, -0.5]]
+    said = check.acceptance_conclusions(table, gain)
+    assert said["order of the systems, simulated judge"] == "random < contrastive < sft < best"
 
 
 def test_an_ablation_sign_and_a_dataset_hash_are_checked(results, tmp_path):
@@ -122,14 +142,14 @@ def test_reproduce_keeps_the_text_unless_a_conclusion_changed(results, tmp_path)
     edit_csv(results / "acceptance.csv", {"judge": "simulated", "system": "sft"}, "mean", lambda m: m + 0.002)
     assert reproduce.update(doc, results, committed=ROOT / "results").startswith("kept:")
     assert doc.read_text() == before
-    committed = pd.read_csv(ROOT / "results" / "acceptance.csv").set_index(["judge", "system"])["mean"]
-    contrastive, beats = committed["simulated", "contrastive"], bool(committed["simulated", "contrastive"]
-                                                                     > committed["simulated", "sft"])
-    flipped = contrastive + 0.01 if beats else contrastive - 0.01  # SFT just above, or just below, contrastive
-    edit_csv(results / "acceptance.csv", {"judge": "simulated", "system": "sft"}, "mean", lambda m: flipped)
+    name = "contrastive vs SFT (95% interval over seeds), simulated judge"
+    committed = next(c.committed for c in check.compare(ROOT / "results", results).conclusions if c.name == name)
+    flipped, interval = ("lower", (-1.0, -0.1)) if committed == "higher" else ("higher", (0.1, 1.0))
+    row = {"judge": "simulated", "a": "sft", "b": "contrastive", "metric": "thresholded rate"}
+    for column, value in zip(("seed_ci_low", "seed_ci_high"), interval):
+        edit_csv(results / "acceptance_gain.csv", row, column, lambda _, v=value: v)
     done = reproduce.update(doc, results, committed=ROOT / "results")
-    assert done.startswith(f"updated (conclusions changed: contrastive beats SFT, simulated judge: {beats} -> "
-                           f"{not beats}")
+    assert done.startswith(f"updated (conclusions changed: {name}: {committed} -> {flipped}")
     assert doc.read_text() != before
     assert reproduce.update(doc, ROOT / "results") == "updated" and doc.read_text() == before, "--write restores it"
 
@@ -175,7 +195,8 @@ def test_a_judge_missing_from_the_rerun_fails_unless_partial(results):
     committed = t.set_index(["judge", "system"]).loc[("learned", "sft"), "mean"]
     missing_row = f"out of tolerance: acceptance: sft, learned judge: committed {100 * committed:.1f}, now —"
     assert any(f.startswith(missing_row) for f in failures)
-    assert "conclusion changed: contrastive beats SFT, learned judge: committed 'True', now 'missing'" in failures
+    assert any(f.startswith("conclusion changed: contrastive vs SFT (95% interval over seeds), learned judge: "
+                            "committed '") and f.endswith("now 'missing'") for f in failures)
     assert check.compare(ROOT / "results", results, partial=True).ok
 
 

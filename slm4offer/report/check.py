@@ -20,8 +20,9 @@ from a guess:
   seed spread of the contrastive recipe under the same judge (the same floor applies); with
   several seeds, its own spread, as above.
 
-Conclusions are checked as conclusions: contrastive beats SFT under each judge; the order
-random < popular < SFT < contrastive < best; trained models have fewer under-fitted layers than
+Conclusions are checked as conclusions: under each judge, whether contrastive is above, below or
+not distinguishable from SFT at the seed level, and the order of random, popular, SFT, contrastive
+and best (SFT and contrastive tied where not distinguishable); trained models have fewer under-fitted layers than
 the untrained one; whether each loss curve settled; the sign of every ablation the committed run
 found significant (Holm-adjusted p < 0.05). A conclusion that flips fails the check even when
 every number is in tolerance, and so does a dataset whose content hash differs from the committed one.
@@ -58,11 +59,12 @@ from slm4offer.experiments.metrics import (
     with_holm,
 )
 from slm4offer.experiments.systems import SYSTEMS
+from slm4offer.report.findings import direction
 
 K = 3.0  # standard errors of a difference allowed between a rerun and the committed run
 ORDER = tuple(name for name, system in SYSTEMS.items() if system.ranked)
-CHECKED = ("acceptance.csv", "acceptance_paired.csv", "judge_validation.json", "table1_layers.csv",
-           "loss_stabilisation.csv", "ablations.csv")
+CHECKED = ("acceptance.csv", "acceptance_paired.csv", "acceptance_gain.csv", "judge_validation.json",
+           "table1_layers.csv", "loss_stabilisation.csv", "ablations.csv")
 
 
 def opt_in_targets(committed: Path) -> dict[str, str]:
@@ -237,13 +239,26 @@ def layer_numbers(committed: pd.DataFrame, now: pd.DataFrame) -> list[Number]:
 
 # --- conclusions ----------------------------------------------------------------------------------
 
-def acceptance_conclusions(table: pd.DataFrame) -> dict[str, str]:
-    """Contrastive beats SFT, and the order of the systems, under each judge."""
+def acceptance_conclusions(table: pd.DataFrame, gain: pd.DataFrame) -> dict[str, str]:
+    """Contrastive against SFT, and the order of the systems, under each judge.
+
+    Contrastive against SFT is the direction of the thresholded rate's seed-level interval (higher,
+    lower, not distinguishable), not a comparison of two means: a difference inside the seed noise
+    would flip on any rerun. For the same reason the order shows the two as a tie (`≈`) then."""
     out, t = {}, table.set_index(["judge", "system"])
+    rate = METRICS["rate"].label
     for judge in sorted({j for j, _ in t.index}):
         rates = {s: t.loc[(judge, s), "mean"] for s in ORDER if (judge, s) in t.index}
-        out[f"contrastive beats SFT, {judge} judge"] = str(bool(rates["contrastive"] > rates["sft"]))
-        out[f"order of the systems, {judge} judge"] = " < ".join(sorted(rates, key=lambda s: rates[s]))
+        row = gain[(gain["judge"] == judge) & (gain["a"] == "sft") & (gain["b"] == "contrastive")
+                   & (gain["metric"] == rate)]
+        said = direction(row.iloc[0], "seed_" if "seed_ci_low" in row else "") if len(row) else "missing"
+        out[f"contrastive vs SFT (95% interval over seeds), {judge} judge"] = said
+        order = sorted(rates, key=lambda s: rates[s])
+        if said == "not distinguishable" and {"sft", "contrastive"} <= set(order):
+            at = min(order.index("sft"), order.index("contrastive"))
+            order = [s for s in order if s not in ("sft", "contrastive")]
+            order.insert(at, "contrastive ≈ sft")
+        out[f"order of the systems, {judge} judge"] = " < ".join(order)
     return out
 
 
@@ -302,7 +317,9 @@ def compare(committed: Path, now: Path, partial: bool = False) -> Report:
         main_n = pd.read_csv(now / "acceptance.csv")
         numbers += acceptance_numbers(main_c, main_n, "acceptance")
         numbers += gain_numbers(pd.read_csv(committed / "acceptance_paired.csv"), main_c, main_n)
-        claims |= _pairs(acceptance_conclusions(main_c), acceptance_conclusions(main_n))
+        gain_c, gain_n = (pd.read_csv(d / "acceptance_gain.csv") if (d / "acceptance_gain.csv").is_file()
+                          else pd.DataFrame(columns=["judge", "a", "b", "metric"]) for d in (committed, now))
+        claims |= _pairs(acceptance_conclusions(main_c, gain_c), acceptance_conclusions(main_n, gain_n))
     if both("judge_validation.json"):
         numbers += validation_numbers(*(json.loads((d / "judge_validation.json").read_text())
                                         for d in (committed, now)))
