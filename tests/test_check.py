@@ -89,7 +89,7 @@ def test_a_flipped_conclusion_fails_with_a_clear_message(results):
     committed = next(c.committed for c in check.compare(ROOT / "results", results).conclusions if c.name == name)
     flipped, interval = ("higher", (0.1, 1.0)) if committed == "lower" else ("lower", (-1.0, -0.1))
     row = {"judge": "learned", "a": "sft", "b": "contrastive", "metric": "thresholded rate"}
-    for column, value in zip(("seed_ci_low", "seed_ci_high"), interval):
+    for column, value in zip(("seed_ci_low", "seed_ci_high"), interval, strict=True):
         edit_csv(results / "acceptance_gain.csv", row, column, lambda _, v=value: v)
     contrastive = pd.read_csv(results / "acceptance.csv").set_index(["judge", "system"]).loc[
         ("learned", "contrastive"), "mean"]
@@ -146,7 +146,7 @@ def test_reproduce_keeps_the_text_unless_a_conclusion_changed(results, tmp_path)
     committed = next(c.committed for c in check.compare(ROOT / "results", results).conclusions if c.name == name)
     flipped, interval = ("lower", (-1.0, -0.1)) if committed == "higher" else ("higher", (0.1, 1.0))
     row = {"judge": "simulated", "a": "sft", "b": "contrastive", "metric": "thresholded rate"}
-    for column, value in zip(("seed_ci_low", "seed_ci_high"), interval):
+    for column, value in zip(("seed_ci_low", "seed_ci_high"), interval, strict=True):
         edit_csv(results / "acceptance_gain.csv", row, column, lambda _, v=value: v)
     done = reproduce.update(doc, results, committed=ROOT / "results")
     assert done.startswith(f"updated (conclusions changed: {name}: {committed} -> {flipped}")
