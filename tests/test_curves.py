@@ -27,3 +27,19 @@ def test_stable_epoch_is_the_first_epoch_the_curve_stays_within_tolerance():
     assert stable_epoch(settled, tol=0.01) == 3
     assert stable_epoch(settled, window=3) == 3 and stable_epoch(settled, window=4) is None, "3 epochs follow"
     assert stable_epoch(falling, tol=0.5) == 2
+
+
+def test_the_selection_record_counts_the_models_that_kept_the_cap(project_root):
+    import pandas as pd
+
+    from slm4offer.config import load_config
+    from slm4offer.report.tables import save_selection
+
+    cfg = load_config("smoke")
+    table = pd.DataFrame({"kind": ["sft", "sft", "contrastive"], "seed": [0, 1, 0], "learning rate": 1e-3,
+                          "searched": True, "kept epoch": [2.0, 1.0, 2.0], "criterion": [0.4, 0.3, 0.5],
+                          "epochs run": [2.0, 2.0, 2.0], "cap": cfg.epochs})
+    save_selection(cfg, table)
+    text = (cfg.results_dir / "selection.md").read_text()
+    assert "2 of 3 models kept the cap's last epoch" in text and "validation criterion" in text
+    assert pd.read_csv(cfg.results_dir / "selection.csv")["kept epoch"].tolist() == [2.0, 1.0, 2.0]

@@ -1,9 +1,14 @@
 """Loss curves from the Trainer's log history (the paper's Figure 6): one row per epoch, train and
-validation parts, and the epoch where a curve settles."""
+validation parts, the epoch where a curve settles, and the epoch each model's selection kept."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pandas as pd
+
+from slm4offer.config import Config
+from slm4offer.model.training import train
 
 
 def epoch_table(log_history: list[dict]) -> pd.DataFrame:
@@ -42,4 +47,19 @@ def stabilisation(tables: dict[str, pd.DataFrame], tol: float = 0.01, window: in
                          "stable from epoch": stable_epoch(values, tol, window),
                          "last value": values.iloc[-1],
                          "last change": values.iloc[-1] / values.iloc[-2] - 1 if len(values) > 1 else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def selected_epochs(cfg: Config, seeds: list[int], kinds: tuple[str, ...] = ("sft", "contrastive")) -> pd.DataFrame:
+    """Per model (kind, training seed): the learning rate it trained with, the epoch selection kept,
+    its validation criterion, and the epochs run against the cap. A kept epoch at the cap is a run
+    still improving when it had to stop; models are loaded from the cache, or trained."""
+    rows = []
+    for seed in seeds:
+        for kind in kinds:
+            info = train(dataclasses.replace(cfg, train_seed=seed), kind, progress=False).info
+            chosen, tuning = info["selection"], info.get("tuning", {})
+            rows.append({"kind": kind, "seed": seed, "learning rate": tuning.get("learning_rate", cfg.learning_rate),
+                         "searched": bool(tuning.get("tuned", False)), "kept epoch": chosen["best_epoch"],
+                         "criterion": chosen["best_value"], "epochs run": chosen["epochs_run"], "cap": cfg.epochs})
     return pd.DataFrame(rows)

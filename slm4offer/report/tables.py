@@ -32,6 +32,7 @@ from slm4offer.experiments.size_study import size_gain_differences, size_gains, 
 from slm4offer.files import json_text, latex_text
 from slm4offer.model import tuned
 from slm4offer.model.modeling import resolve_source
+from slm4offer.model.selection import ABOUT
 from slm4offer.report.figures import acceptance_bars, size_figure, threshold_sweep
 from slm4offer.report.outputs import save_figure, save_results
 
@@ -241,6 +242,19 @@ def save_stabilisation(cfg: Config, table: pd.DataFrame, tol: float, window: int
     return save_results(cfg, {"loss_stabilisation.csv": table.to_csv(index=False),
                               "loss_stabilisation.md": f"# Loss curves: where they settle\n\n{caption}\n\n"
                                                        f"{table.to_markdown(index=False, floatfmt='.4g')}\n"}, record)
+
+
+def save_selection(cfg: Config, table: pd.DataFrame) -> list[Path]:
+    """`results/selection.{csv,md}`: the epoch each model of the acceptance table kept, recorded in the manifest."""
+    record = provenance.collect(cfg, stage="train", with_time=True, training_seeds=sorted(set(table["seed"])))
+    at_cap = table[table["kept epoch"] >= table["cap"]]
+    caption = (f"The epoch each model kept: the best of its epochs on the validation criterion ({ABOUT}), "
+               f"training stopped after {cfg.early_stopping_patience} epochs without a gain or at the cap of "
+               f"{cfg.epochs} (profile {cfg.profile}). {len(at_cap)} of {len(table)} models kept the cap's last "
+               f"epoch, so they were still improving when stopped. Commit {record['git_commit']}.")
+    return save_results(cfg, {"selection.csv": table.to_csv(index=False),
+                              "selection.md": f"# Which epoch each model kept\n\n{caption}\n\n"
+                                              f"{table.to_markdown(index=False, floatfmt='.4g')}\n"}, record)
 
 
 def write_validation(cfg: Config, v: JudgeValidation, pool: PoolAgreement | None = None) -> list[Path]:
