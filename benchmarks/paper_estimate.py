@@ -45,12 +45,14 @@ def estimate() -> dict:
     train = make_examples(dd["train"], tokenizer, keys, cfg)
     valid = make_examples(dd["validation"], tokenizer, keys, cfg, seed_offset=1)
     batch = collate(train[: cfg.batch_size])
-    per_step = {"sft": count_flops(training_step(model, optimizer, batch, 0.0, cfg.tau, cfg.negatives)),
-                "contrastive": count_flops(training_step(model, optimizer, batch, cfg.lam, cfg.tau, cfg.negatives))}
+    per_step = {kind: count_flops(training_step(model, optimizer, batch, lam, cfg.tau, cfg.negatives,
+                                                cfg.in_batch_negatives))
+                for kind, lam in (("sft", 0.0), ("contrastive", cfg.lam))}
     model.eval()
     with torch.no_grad():
         eval_batch = collate(valid[: cfg.batch_size])
-        eval_flops = count_flops(lambda: dual_loss(model, eval_batch, loss_weights(cfg), cfg.tau, cfg.negatives))
+        eval_flops = count_flops(lambda: dual_loss(model, eval_batch, loss_weights(cfg), cfg.tau, cfg.negatives,
+                                                   cfg.in_batch_negatives))
     steps = math.ceil(len(train) / cfg.batch_size) * cfg.epochs
     eval_batches = math.ceil(len(valid) / cfg.batch_size) * cfg.epochs
     total = {kind: flops * steps + eval_flops * eval_batches for kind, flops in per_step.items()}
@@ -71,7 +73,8 @@ def readme_block(r: dict) -> str:
         f"One `paper`-profile model ({r['parameters'] / 1e6:.1f}M parameters, {r['train_examples']:,} training "
         f"examples, {r['epochs']} epochs, {r['steps']:,} steps of {r['batch_size']}) is "
         f"{r['total_flops']['sft'] / 1e15:.1f} PFLOP for SFT and {r['total_flops']['contrastive'] / 1e15:.1f} "
-        f"PFLOP contrastive, validation included, counted by torch's FlopCounterMode "
+        f"PFLOP contrastive, validation losses included (not the greedy generation that selects the epoch), "
+        f"counted by torch's FlopCounterMode "
         f"({r['flops_per_example']['sft'] / 1e9:.1f} and {r['flops_per_example']['contrastive'] / 1e9:.1f} GFLOP "
         f"per training example). **Estimated** GPU time per model: about {minutes['sft']:.0f} minutes (SFT) and "
         f"{minutes['contrastive']:.0f} minutes (contrastive), assuming {r['assumed_flops_per_s'] / 1e12:.0f} TFLOP/s "
