@@ -239,9 +239,8 @@ def save_stabilisation(cfg: Config, table: pd.DataFrame, tol: float, window: int
                f"more epochs and to the end (profile {cfg.profile}, {cfg.epochs} epochs, training seed "
                f"{cfg.train_seed}). Paper (Figure 6): curves settle by about epoch {paper.STABLE_EPOCH} of "
                f"T5-Small fine-tuning. Commit {record['git_commit']}.")
-    return save_results(cfg, {"loss_stabilisation.csv": table.to_csv(index=False),
-                              "loss_stabilisation.md": f"# Loss curves: where they settle\n\n{caption}\n\n"
-                                                       f"{table.to_markdown(index=False, floatfmt='.4g')}\n"}, record)
+    return save_results(cfg, _csv_and_md("loss_stabilisation", "Loss curves: where they settle", caption, table),
+                        record)
 
 
 def save_selection(cfg: Config, table: pd.DataFrame) -> list[Path]:
@@ -252,9 +251,13 @@ def save_selection(cfg: Config, table: pd.DataFrame) -> list[Path]:
                f"training stopped after {cfg.early_stopping_patience} epochs without a gain or at the cap of "
                f"{cfg.epochs} (profile {cfg.profile}). {len(at_cap)} of {len(table)} models kept the cap's last "
                f"epoch, so they were still improving when stopped. Commit {record['git_commit']}.")
-    return save_results(cfg, {"selection.csv": table.to_csv(index=False),
-                              "selection.md": f"# Which epoch each model kept\n\n{caption}\n\n"
-                                              f"{table.to_markdown(index=False, floatfmt='.4g')}\n"}, record)
+    return save_results(cfg, _csv_and_md("selection", "Which epoch each model kept", caption, table), record)
+
+
+def _csv_and_md(name: str, title: str, caption: str, table: pd.DataFrame) -> dict[str, str]:
+    """A table as `<name>.csv`, and as `<name>.md` under its title and caption, for `save_results`."""
+    return {f"{name}.csv": table.to_csv(index=False),
+            f"{name}.md": f"# {title}\n\n{caption}\n\n{table.to_markdown(index=False, floatfmt='.4g')}\n"}
 
 
 def write_validation(cfg: Config, v: JudgeValidation, pool: PoolAgreement | None = None) -> list[Path]:
