@@ -1,5 +1,6 @@
 """`make check`: a rerun inside its tolerances passes; a number outside, or a flipped conclusion, fails."""
 
+import dataclasses
 import json
 import shutil
 from pathlib import Path
@@ -201,13 +202,23 @@ def test_a_judge_missing_from_the_rerun_fails_unless_partial(results):
 
 
 def test_an_opt_in_result_made_by_older_code_says_so(results):
+    from slm4offer.cache import stage_hash
+    from slm4offer.config import load_config
+
+    def record(cfg, commit="abcdef0123"):
+        return {"config": dataclasses.asdict(cfg), "stage": "generate", "stage_hash": stage_hash(cfg, "generate"),
+                "git_commit": commit}
+
     manifest = json.loads((results / "manifest.json").read_text())
     made = manifest["artifacts"]
-    made["results/ablations.csv"] = {**made["results/acceptance.csv"], "stage_hash": "0ld", "git_commit": "abcdef0123"}
+    made["results/acceptance.csv"] = record(load_config("default"))
+    made["results/ablations.csv"] = {**record(load_config("default")), "stage_hash": "other code"}
+    made["results/acceptance_ecommerce.csv"] = record(load_config("default", domain="ecommerce"))  # other settings
     (results / "manifest.json").write_text(json.dumps(manifest))
     assert reproduce.older_code(results, "ablations.csv") == (" (older code than the headline's: commit abcdef0, "
                                                                 "not rerun since)")
-    made["results/ablations.csv"]["stage_hash"] = made["results/acceptance.csv"]["stage_hash"]
+    assert reproduce.older_code(results, "acceptance_ecommerce.csv") == "", "same code, another domain"
+    assert reproduce.older_code(results, "no_such_table.csv") == ""
+    made["results/acceptance.csv"]["stage_hash"] = "other code"  # the headline itself is stale: no claim
     (results / "manifest.json").write_text(json.dumps(manifest))
     assert reproduce.older_code(results, "ablations.csv") == ""
-    assert reproduce.older_code(results, "no_such_table.csv") == ""

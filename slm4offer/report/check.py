@@ -22,10 +22,11 @@ from a guess:
 
 Conclusions are checked as conclusions: under each judge, whether contrastive is above, below or
 not distinguishable from SFT at the seed level, and the order of random, popular, SFT, contrastive
-and best (SFT and contrastive tied where not distinguishable); trained models have fewer under-fitted layers than
-the untrained one; whether each loss curve settled; the sign of every ablation the committed run
-found significant (Holm-adjusted p < 0.05). A conclusion that flips fails the check even when
-every number is in tolerance, and so does a dataset whose content hash differs from the committed one.
+and best (SFT and contrastive tied where not distinguishable); trained models have fewer
+under-fitted layers than the untrained one; whether each loss curve settled; the sign of every
+ablation the committed run found significant (Holm-adjusted p < 0.05). A conclusion that flips
+fails the check even when every number is in tolerance, and so does a dataset whose content hash
+differs from the committed one.
 
 `slm4offer check [--committed REF]` compares `results/` with the committed files of git
 REF (default HEAD), read from git, never from the working tree.

@@ -18,6 +18,8 @@ from pathlib import Path
 import pandas as pd
 
 from slm4offer import paper
+from slm4offer.cache import stage_hash
+from slm4offer.config import Config
 from slm4offer.errors import InvalidValue
 from slm4offer.experiments import metrics, size_study
 from slm4offer.files import write_text
@@ -121,13 +123,22 @@ def curve_rows(results: Path) -> list[str]:
             f"| `results/loss_stabilisation.md` |"]
 
 
+def made_by_this_code(record: dict) -> bool:
+    """Whether a manifest record's output came from this package's code: its settings, hashed with
+    the code as it is now, give the stage hash it was recorded with."""
+    try:
+        return stage_hash(Config(**record["config"]), record["stage"]) == record["stage_hash"]
+    except (KeyError, TypeError, ValueError):  # a record from before a field was added or removed
+        return False
+
+
 def older_code(results: Path, name: str) -> str:
-    """A note where `results/<name>` was made by other training or generation code than the headline
-    (its manifest's stage hash differs): an opt-in result not rerun since the method changed."""
+    """A note where `results/<name>` was made by older training or generation code than the
+    headline, which this code made: an opt-in result not rerun since the method changed."""
     made = json.loads((results / "manifest.json").read_text())["artifacts"] if (results / "manifest.json").is_file() \
         else {}
-    this, headline = made.get(f"results/{name}", {}), made.get("results/acceptance.csv", {})
-    if not this or not headline or this.get("stage_hash") == headline.get("stage_hash"):
+    this, headline = made.get(f"results/{name}"), made.get("results/acceptance.csv")
+    if not this or not headline or made_by_this_code(this) or not made_by_this_code(headline):
         return ""
     return f" (older code than the headline's: commit {this.get('git_commit', '?')[:7]}, not rerun since)"
 
