@@ -201,7 +201,7 @@ def test_a_judge_missing_from_the_rerun_fails_unless_partial(results):
     assert check.compare(ROOT / "results", results, partial=True).ok
 
 
-def test_an_opt_in_result_made_by_older_code_says_so(results):
+def test_an_opt_in_result_made_by_other_code_says_so(results):
     from slm4offer.cache import stage_hash
     from slm4offer.config import load_config
 
@@ -215,10 +215,13 @@ def test_an_opt_in_result_made_by_older_code_says_so(results):
     made["results/ablations.csv"] = {**record(load_config("default")), "stage_hash": "other code"}
     made["results/acceptance_ecommerce.csv"] = record(load_config("default", domain="ecommerce"))  # other settings
     (results / "manifest.json").write_text(json.dumps(manifest))
-    assert reproduce.older_code(results, "ablations.csv") == (" (older code than the headline's: commit abcdef0, "
-                                                                "not rerun since)")
-    assert reproduce.older_code(results, "acceptance_ecommerce.csv") == "", "same code, another domain"
-    assert reproduce.older_code(results, "no_such_table.csv") == ""
-    made["results/acceptance.csv"]["stage_hash"] = "other code"  # the headline itself is stale: no claim
+    note = " (other code than the headline's: commit abcdef0, not rerun since)"
+    assert reproduce.other_code(results, "ablations.csv") == note
+    assert reproduce.other_code(results, "acceptance_ecommerce.csv") == "", "same code, another domain"
+    assert reproduce.other_code(results, "no_such_table.csv") == ""
+    made["results/acceptance.csv"].update(stage_hash="older code", git_commit="1234567890")  # code moved on since
     (results / "manifest.json").write_text(json.dumps(manifest))
-    assert reproduce.older_code(results, "ablations.csv") == ""
+    assert reproduce.other_code(results, "ablations.csv") == note, "told apart by commit"
+    made["results/acceptance.csv"]["git_commit"] = "abcdef0123"
+    (results / "manifest.json").write_text(json.dumps(manifest))
+    assert reproduce.other_code(results, "ablations.csv") == ""

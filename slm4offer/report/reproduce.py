@@ -132,15 +132,22 @@ def made_by_this_code(record: dict) -> bool:
         return False
 
 
-def older_code(results: Path, name: str) -> str:
-    """A note where `results/<name>` was made by older training or generation code than the
-    headline, which this code made: an opt-in result not rerun since the method changed."""
+def other_code(results: Path, name: str) -> str:
+    """A note where `results/<name>` was made by other training or generation code than the
+    headline: an opt-in result not rerun since the method changed. Where this code made the
+    headline, the result's own record says whether this code made it too; where it did not (the
+    code moved on since), the two records' commits are all that tells their code apart."""
     made = json.loads((results / "manifest.json").read_text())["artifacts"] if (results / "manifest.json").is_file() \
         else {}
     this, headline = made.get(f"results/{name}"), made.get("results/acceptance.csv")
-    if not this or not headline or made_by_this_code(this) or not made_by_this_code(headline):
+    if not this or not headline:
         return ""
-    return f" (older code than the headline's: commit {this.get('git_commit', '?')[:7]}, not rerun since)"
+    if made_by_this_code(headline):
+        other = not made_by_this_code(this)
+    else:
+        other = this.get("git_commit") != headline.get("git_commit")
+    return f" (other code than the headline's: commit {this.get('git_commit', '?')[:7]}, not rerun since)" if other \
+        else ""
 
 
 def domain_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
@@ -152,7 +159,7 @@ def domain_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
         cells = ", ".join(f"{s} {_with_tolerance(t.loc[(judge, s), 'mean'], tol[domain, 'rate', s, judge])}"
                           for s in check.ORDER if (judge, s) in t.index)
         rows.append(f"| new domain: {domain} | not run (future work) | {judge} judge, "
-                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): {cells}{older_code(results, name)} "
+                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): {cells}{other_code(results, name)} "
                     f"| `results/{path.stem}.md` |")
     return rows
 
@@ -173,7 +180,7 @@ def ablation_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
                       + (" *" if r.p_holm < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
             f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = differs from the main recipe, Holm-adjusted "
-            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests){older_code(results, path.name)} "
+            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests){other_code(results, path.name)} "
             f"| `results/ablations.md` |"]
 
 
@@ -196,7 +203,7 @@ def size_rows(results: Path) -> list[str]:
                       f"[{r.gain_ci_low:+.1f}, {r.gain_ci_high:+.1f}]" for r in t.sort_values("d_model").itertuples())
     return [f"| scale of the effect (not in the paper) | one size, T5-Small (60M) | {t['judge'].iloc[0]} judge, "
             f"contrastive − SFT in points with 95% CI, {int(t['seeds'].max())} seeds per width: {cells} "
-            f"(opt-in: `make size-study`; CIs, not rerun tolerances){older_code(results, 'size_study.csv')} "
+            f"(opt-in: `make size-study`; CIs, not rerun tolerances){other_code(results, 'size_study.csv')} "
             f"| `results/size_study.md` |"]
 
 
@@ -226,15 +233,15 @@ def findings_lines(results: Path) -> list[str]:
     out += ["", "**Do the judges agree on the order of the systems?**", ""]
     out += [f"- {line}" for line in findings.judge_agreement(tables)]
     for domain, name in domains.items():
-        out += ["", f"**The new domain ({domain}){older_code(results, name)}.**", ""]
+        out += ["", f"**The new domain ({domain}){other_code(results, name)}.**", ""]
         out += [f"- {line}" for line in findings.domain_sentences(csv(name), csv(f"acceptance_{domain}_gain.csv"),
                                                                   domain)]
     if ablations is not None:
-        out += ["", f"**Ablations{older_code(results, 'ablations.csv')}.**", ""]
+        out += ["", f"**Ablations{other_code(results, 'ablations.csv')}.**", ""]
         out += [f"- {line}" for line in findings.ablation_sentences(ablations)]
     sizes = size_table(results)
     if sizes is not None:
-        out += ["", f"**Model size (opt-in, `make size-study`){older_code(results, 'size_study.csv')}.**", ""]
+        out += ["", f"**Model size (opt-in, `make size-study`){other_code(results, 'size_study.csv')}.**", ""]
         out += [f"- {line}" for line in findings.size_sentences(sizes)]
     out += ["", "**Table 1 and Figure 6.**", ""]
     out += [f"- {line}" for line in findings.layer_sentences(csv("table1_layer_alphas.csv"))]
