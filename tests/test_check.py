@@ -216,12 +216,12 @@ def test_an_opt_in_result_made_by_other_code_says_so(results):
     made["results/acceptance_ecommerce.csv"] = record(load_config("default", domain="ecommerce"))  # other settings
     (results / "manifest.json").write_text(json.dumps(manifest))
     note = " (other code than the headline's: commit abcdef0, not rerun since)"
-    assert reproduce.other_code(results, "ablations.csv") == note
-    assert reproduce.other_code(results, "acceptance_ecommerce.csv") == "", "same code, another domain"
-    assert reproduce.other_code(results, "no_such_table.csv") == ""
+    names = ("ablations.csv", "acceptance_ecommerce.csv", "no_such_table.csv")
+    notes = reproduce.other_code_notes(results, names)
+    assert notes == {"ablations.csv": note}, "same code for another domain, and a missing table, get no note"
     made["results/acceptance.csv"].update(stage_hash="older code", git_commit="1234567890")  # code moved on since
     (results / "manifest.json").write_text(json.dumps(manifest))
-    assert reproduce.other_code(results, "ablations.csv") == note, "told apart by commit"
+    assert reproduce.other_code_notes(results, names)["ablations.csv"] == note, "told apart by commit"
     made["results/acceptance.csv"]["git_commit"] = "abcdef0123"
     (results / "manifest.json").write_text(json.dumps(manifest))
-    assert reproduce.other_code(results, "ablations.csv") == ""
+    assert reproduce.other_code_notes(results, names) == {}

@@ -132,25 +132,31 @@ def made_by_this_code(record: dict) -> bool:
         return False
 
 
-def other_code(results: Path, name: str) -> str:
-    """A note where `results/<name>` was made by other training or generation code than the
-    headline: an opt-in result not rerun since the method changed. Where this code made the
-    headline, the result's own record says whether this code made it too; where it did not (the
-    code moved on since), the two records' commits are all that tells their code apart."""
+def other_code_notes(results: Path, names: tuple[str, ...]) -> dict[str, str]:
+    """For each of `names` (files in `results/`) made by other training or generation code than the
+    headline, a note saying so: an opt-in result not rerun since the method changed. Where this code
+    made the headline, a result's own record says whether this code made it too; where it did not
+    (the code moved on since), the two records' commits are all that tells their code apart."""
     made = json.loads((results / "manifest.json").read_text())["artifacts"] if (results / "manifest.json").is_file() \
         else {}
-    this, headline = made.get(f"results/{name}"), made.get("results/acceptance.csv")
-    if not this or not headline:
-        return ""
-    if made_by_this_code(headline):
-        other = not made_by_this_code(this)
-    else:
-        other = this.get("git_commit") != headline.get("git_commit")
-    return f" (other code than the headline's: commit {this.get('git_commit', '?')[:7]}, not rerun since)" if other \
-        else ""
+    headline = made.get("results/acceptance.csv")
+    if not headline:
+        return {}
+    headline_current = made_by_this_code(headline)
+    notes = {}
+    for name in names:
+        this = made.get(f"results/{name}")
+        if not this:
+            continue
+        other = (not made_by_this_code(this) if headline_current
+                 else this.get("git_commit") != headline.get("git_commit"))
+        if other:
+            notes[name] = (f" (other code than the headline's: commit {this.get('git_commit', '?')[:7]}, "
+                           "not rerun since)")
+    return notes
 
 
-def domain_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
+def domain_rows(results: Path, tol: dict[tuple, float], notes: dict[str, str]) -> list[str]:
     rows = []
     for domain, name in check.domain_tables(results).items():
         path = results / name
@@ -159,7 +165,7 @@ def domain_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
         cells = ", ".join(f"{s} {_with_tolerance(t.loc[(judge, s), 'mean'], tol[domain, 'rate', s, judge])}"
                           for s in check.ORDER if (judge, s) in t.index)
         rows.append(f"| new domain: {domain} | not run (future work) | {judge} judge, "
-                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): {cells}{other_code(results, name)} "
+                    f"{int(t.loc[(judge, 'sft'), 'seeds'])} seed(s): {cells}{notes.get(name, '')} "
                     f"| `results/{path.stem}.md` |")
     return rows
 
@@ -170,7 +176,7 @@ def _shown_judge(every: pd.DataFrame) -> pd.DataFrame:
     return every[every["judge"] == ("simulated" if "simulated" in judges else judges[0])]
 
 
-def ablation_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
+def ablation_rows(results: Path, tol: dict[tuple, float], notes: dict[str, str]) -> list[str]:
     path = results / "ablations.csv"
     if not path.is_file():
         return []
@@ -180,7 +186,7 @@ def ablation_rows(results: Path, tol: dict[tuple, float]) -> list[str]:
                       + (" *" if r.p_holm < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
             f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = differs from the main recipe, Holm-adjusted "
-            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests){other_code(results, path.name)} "
+            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests){notes.get(path.name, '')} "
             f"| `results/ablations.md` |"]
 
 
@@ -192,7 +198,7 @@ def size_table(results: Path) -> pd.DataFrame | None:
     return size_study.size_table(*(pd.read_csv(results / n) for n in names))
 
 
-def size_rows(results: Path) -> list[str]:
+def size_rows(results: Path, notes: dict[str, str]) -> list[str]:
     """The gain at each width of the size study, where it was run."""
     every = size_table(results)
     if every is None:
@@ -203,11 +209,11 @@ def size_rows(results: Path) -> list[str]:
                       f"[{r.gain_ci_low:+.1f}, {r.gain_ci_high:+.1f}]" for r in t.sort_values("d_model").itertuples())
     return [f"| scale of the effect (not in the paper) | one size, T5-Small (60M) | {t['judge'].iloc[0]} judge, "
             f"contrastive − SFT in points with 95% CI, {int(t['seeds'].max())} seeds per width: {cells} "
-            f"(opt-in: `make size-study`; CIs, not rerun tolerances){other_code(results, 'size_study.csv')} "
+            f"(opt-in: `make size-study`; CIs, not rerun tolerances){notes.get('size_study.csv', '')} "
             f"| `results/size_study.md` |"]
 
 
-def findings_lines(results: Path) -> list[str]:
+def findings_lines(results: Path, notes: dict[str, str]) -> list[str]:
     """What this run shows, in sentences written from the result files (`findings.py`)."""
     def csv(name: str) -> pd.DataFrame | None:
         return pd.read_csv(results / name) if (results / name).is_file() else None
@@ -233,15 +239,15 @@ def findings_lines(results: Path) -> list[str]:
     out += ["", "**Do the judges agree on the order of the systems?**", ""]
     out += [f"- {line}" for line in findings.judge_agreement(tables)]
     for domain, name in domains.items():
-        out += ["", f"**The new domain ({domain}){other_code(results, name)}.**", ""]
+        out += ["", f"**The new domain ({domain}){notes.get(name, '')}.**", ""]
         out += [f"- {line}" for line in findings.domain_sentences(csv(name), csv(f"acceptance_{domain}_gain.csv"),
                                                                   domain)]
     if ablations is not None:
-        out += ["", f"**Ablations{other_code(results, 'ablations.csv')}.**", ""]
+        out += ["", f"**Ablations{notes.get('ablations.csv', '')}.**", ""]
         out += [f"- {line}" for line in findings.ablation_sentences(ablations)]
     sizes = size_table(results)
     if sizes is not None:
-        out += ["", f"**Model size (opt-in, `make size-study`){other_code(results, 'size_study.csv')}.**", ""]
+        out += ["", f"**Model size (opt-in, `make size-study`){notes.get('size_study.csv', '')}.**", ""]
         out += [f"- {line}" for line in findings.size_sentences(sizes)]
     out += ["", "**Table 1 and Figure 6.**", ""]
     out += [f"- {line}" for line in findings.layer_sentences(csv("table1_layer_alphas.csv"))]
@@ -251,11 +257,12 @@ def findings_lines(results: Path) -> list[str]:
 
 def numbers_block(results: Path) -> str:
     tol = tolerances(results)
+    notes = other_code_notes(results, (*check.domain_tables(results).values(), "ablations.csv", "size_study.csv"))
     lines = ["| claim | paper | ours (default profile; (±x) = how far a rerun may move it, (exact) = not at all) "
              "| from |", "|---|---|---|---|"]
     lines += (headline_rows(results, tol) + validation_rows(results, tol) + layer_rows(results, tol)
-              + curve_rows(results) + domain_rows(results, tol) + ablation_rows(results, tol) + size_rows(results)
-              + findings_lines(results))
+              + curve_rows(results) + domain_rows(results, tol, notes) + ablation_rows(results, tol, notes)
+              + size_rows(results, notes) + findings_lines(results, notes))
     return "\n".join([START, *lines, END])
 
 
