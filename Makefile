@@ -78,12 +78,15 @@ check: $(STAMP)
 # committed notebooks stay as they are. The stamp, written after it, records the run, so an
 # unchanged notebook and package are not run again. Its wall time goes into results/manifest.json.
 EXECUTED = $(if $(filter default,$(PROFILE)),notebooks,figures/$(PROFILE)/notebooks)
+# A cell that runs this long is taken to hang. One cell of an opt-in notebook trains all its models
+# (the ablations: 12, most of them contrastive, about 10 minutes each on 2 cores), so the guard is hours.
+CELL_TIMEOUT ?= 21600
 
 artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
 	@mkdir -p $(@D) $(EXECUTED)
 	@date +%s > $@.start
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/papermill --cwd notebooks -k python3 --log-level WARNING \
-		-p profile $(PROFILE) --execution-timeout 3600 $< notebooks/.$*.$(PROFILE).tmp.ipynb
+		-p profile $(PROFILE) --execution-timeout $(CELL_TIMEOUT) $< notebooks/.$*.$(PROFILE).tmp.ipynb
 	mv notebooks/.$*.$(PROFILE).tmp.ipynb $(EXECUTED)/$*.ipynb
 	$(BIN)/slm4offer mark-parameters $(EXECUTED)/$*.ipynb  # the recorded profile: kept, skipped by nbval
 	SLM4OFFER_PROFILE=$(PROFILE) $(BIN)/slm4offer record-stage $* $$(( $$(date +%s) - $$(cat $@.start) ))
