@@ -78,7 +78,7 @@ FIELD_GROUPS: dict[str, tuple[str, ...]] = {
                  "early_stopping_patience", "logs_per_epoch", "bf16", "report_to", "device", "threads"),
     "generation": ("num_beams", "rerank_candidates", "generation_batch_size"),
     "judging": ("judges", "accept_threshold", "judge_model", "judge_base_url", "judge_prompt", "eval_seeds",
-                "judge_samples", "baseline_candidates"),
+                "study_seeds", "judge_samples", "baseline_candidates"),
 }
 # Settings of the synthetic world: with --data (your own dataset, already split) they mean nothing.
 WORLD_ONLY = ("domain", "seed", "generator", "n_personas", "catalog_size", "offers_per_round", "max_rounds",

@@ -137,6 +137,8 @@ class Config:
     judge_prompt: str = _f("", "LLM judge: file with the prompt ({domain}, {persona}, {offer} are filled "
                            "in); empty = the built-in prompt.")
     eval_seeds: int = _f(5, "Training seeds per model in the acceptance table: train_seed, train_seed+1, ...")
+    study_seeds: int = _f(3, "Training seeds per model in the opt-in studies (ablations, a new domain, model "
+                          "sizes): fewer than the acceptance table's, so that breadth fits hours on 2 cores.")
     judge_samples: int = _f(200, "(persona, generated offer) pairs drawn to validate a judge (paper: 200).")
     baseline_candidates: int = _f(4, "Beam candidates the reranking baselines of the acceptance table "
                                   "(sft+rerank, contrastive+rerank) choose from.")
@@ -210,12 +212,16 @@ class Config:
             raise InvalidValue(f"judges={self.judges!r}: give one or more judges, comma-separated")
         if not 0 < self.accept_threshold < 1:
             raise InvalidValue(f"accept_threshold={self.accept_threshold}: must be in (0, 1)")
-        for name in ("eval_seeds", "judge_samples"):
+        for name in ("eval_seeds", "study_seeds", "judge_samples"):
             if getattr(self, name) < 1:
                 raise InvalidValue(f"{name}={getattr(self, name)}: must be >= 1")
         if self.baseline_candidates < 2:
             raise InvalidValue(f"baseline_candidates={self.baseline_candidates}: must be >= 2 (one candidate "
                                "leaves nothing to rerank)")
+
+    def for_study(self, seeds: int | None = None) -> Config:
+        """This config in an opt-in study: `seeds` training seeds per model, else `study_seeds`."""
+        return dataclasses.replace(self, eval_seeds=seeds or self.study_seeds)
 
     @property
     def judge_names(self) -> list[str]:
@@ -280,7 +286,7 @@ SUMMARY_FIELDS: dict[str, tuple[str, ...]] = {
 PROFILES: dict[str, dict] = {
     "smoke": {"n_personas": 400, "catalog_size": 48, "vocab_size": 800, "d_model": 64, "d_ff": 128,
               "num_layers": 2, "num_heads": 2, "d_kv": 32, "epochs": 2, "batch_size": 16,
-              "eval_seeds": 2, "judge_samples": 50},
+              "eval_seeds": 2, "study_seeds": 2, "judge_samples": 50},
     "default": {},
     "paper": {"n_personas": 12000, "catalog_size": 0, "vocab_size": 32000, "d_model": 512, "d_ff": 2048,
               "num_layers": 6, "num_heads": 8, "d_kv": 64, "epochs": 30, "learning_rate": 3e-4},

@@ -34,10 +34,18 @@ def test_wrong_types_are_rejected(field, value):
 
 
 @pytest.mark.parametrize("field, value", [("val_fraction", 0.0), ("n_personas", 0),
-                                          ("generator", "gpt"), ("catalog_size", -1)])
+                                          ("generator", "gpt"), ("catalog_size", -1), ("study_seeds", 0)])
 def test_bad_values_are_rejected(field, value):
     with pytest.raises(ValueError, match=field):
         load_config("smoke", **{field: value})
+
+
+def test_an_opt_in_study_takes_its_own_seeds_unless_given_some():
+    cfg = load_config("default")
+    assert (cfg.for_study().eval_seeds, cfg.for_study(4).eval_seeds) == (cfg.study_seeds, 4)
+    assert cfg.study_seeds < cfg.eval_seeds, "breadth gets fewer seeds than the headline"
+    assert cfg.for_study().study_seeds == cfg.study_seeds and cfg.for_study().lam == cfg.lam
+    assert load_config("smoke").for_study().eval_seeds == load_config("smoke").study_seeds
 
 
 def test_yaml_file_then_keyword_overrides(tmp_path):
@@ -73,7 +81,7 @@ def test_summary_shows_the_settings_that_matter_and_what_else_changed():
     for setting in ("profile=smoke", "domain='finance'", "lam=0.5", "tau=0.1", "epochs=2", "eval_seeds=2",
                     "judges='simulated,learned'", "accept_threshold=0.5", "d_model=64"):
         assert setting in text
-    assert text.splitlines()[-1] == "other settings changed from the defaults: judge_samples=7"
+    assert text.splitlines()[-1] == "other settings changed from the defaults: study_seeds=2 judge_samples=7"
 
 
 def test_result_names_never_collide_across_domains_and_generators():

@@ -15,7 +15,7 @@ from slm4offer.report.check import recompute
 from slm4offer.report.tables import formatted, save_acceptance
 
 
-def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root, monkeypatch, capsys):
+def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(smoke_models, monkeypatch, capsys):
     cfg = load_config("smoke", eval_seeds=1)
     run = evaluate(cfg, judges=["simulated"], progress=False)
     d = run.decisions
@@ -90,7 +90,7 @@ def test_smoke_run_oracle_is_the_ceiling_and_outputs_are_written(project_root, m
     assert pd.read_csv(out / "acceptance_threshold_sweep.csv").empty
 
 
-def test_two_domains_evaluated_from_the_cli_keep_their_own_tables(project_root):
+def test_two_domains_evaluated_from_the_cli_keep_their_own_tables(smoke_models):
     out = load_config("smoke").results_dir
     assert main(["evaluate", "--profile", "smoke", "--eval-seeds", "1", "--judge", "simulated"]) == 0
     main_table = (out / "acceptance.csv").read_bytes()

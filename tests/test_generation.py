@@ -2,6 +2,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import copy_smoke_models
 
 from slm4offer.config import load_config
 from slm4offer.data.dataset import build_dataset
@@ -12,9 +13,11 @@ from slm4offer.model.training import train
 
 
 @pytest.fixture(scope="module")
-def trained(tmp_path_factory):
+def trained(tmp_path_factory, smoke_template):
+    root = tmp_path_factory.mktemp("root")
+    copy_smoke_models(smoke_template, root)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("SLM4OFFER_ROOT", str(tmp_path_factory.mktemp("root")))
+        mp.setenv("SLM4OFFER_ROOT", str(root))
         cfg = load_config("smoke")
         result = train(cfg, "contrastive", progress=False)
         personas = list(build_dataset(cfg, progress=False)["test"]["persona"])[:8]
@@ -56,14 +59,14 @@ def test_rerank_keeps_the_most_similar_candidate(trained):
         assert pick == cands[int(np.argmax(s))]
 
 
-def test_generate_stage_saves_with_provenance_and_reads_back(project_root, monkeypatch):
+def test_generate_stage_saves_with_provenance_and_reads_back(smoke_models, monkeypatch):
     cfg = load_config("smoke", rerank_candidates=3, num_beams=3)
     rows = generate(cfg, "contrastive", progress=False)
     test = build_dataset(cfg, progress=False)["test"]
     assert [r["persona_id"] for r in rows] == list(test["persona_id"])
     for r in rows:
         assert len(r["candidates"]) == 3 and r["offer"] == r["candidates"][int(np.argmax(r["similarities"]))]
-    path = next(project_root.glob("artifacts/smoke/model-*-contrastive-*/generations-test-*.jsonl"))
+    path = next(smoke_models.glob("artifacts/smoke/model-*-contrastive-*/generations-test-*.jsonl"))
     header = json.loads(path.read_text().splitlines()[0])["provenance"]
     assert header["model"] == "contrastive" and header["model_source"] == "scratch"
     assert header["config"]["rerank_candidates"] == 3

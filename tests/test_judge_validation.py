@@ -13,7 +13,7 @@ from slm4offer.report.tables import write_validation
 
 
 @pytest.fixture
-def smoke(project_root):
+def smoke(smoke_models):
     cfg = load_config("smoke")
     dd = build_dataset(cfg, progress=False)
     return cfg, dd, {row["persona_id"]: row for split in dd.values() for row in split}

@@ -7,7 +7,7 @@ from slm4offer.experiments.layers import layer_alphas, underfit_summary
 from slm4offer.model.training import load_initial, train
 
 
-def test_each_t5_matrix_is_analysed_once_and_the_projection_is_left_out(project_root):
+def test_each_t5_matrix_is_analysed_once_and_the_projection_is_left_out(smoke_models):
     model = load_initial(train(load_config("smoke"), "sft", progress=False))[0]
     alphas = layer_alphas(model, threshold=6.0)
     # smoke T5: the tied embedding + 2 encoder blocks x 6 matrices + 2 decoder blocks x 10 matrices;

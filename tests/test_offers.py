@@ -15,8 +15,8 @@ from slm4offer.model.offers import offers_for, read_personas, write_offers
 from slm4offer.model.training import train
 
 
-def test_offers_equal_the_pipelines_generations_and_the_cli_writes_them(project_root, tmp_path, capsys):
-    cfg = load_config("smoke", epochs=1)
+def test_offers_equal_the_pipelines_generations_and_the_cli_writes_them(smoke_models, tmp_path, capsys):
+    cfg = load_config("smoke")
     model = train(cfg, "contrastive", progress=False)  # trained once: the CLI part below reuses it
     test = build_dataset(cfg, progress=False)["test"]
     personas = tmp_path / "new.csv"
@@ -65,11 +65,11 @@ def test_read_personas_rejects_duplicates_and_missing_columns(tmp_path):
         write_offers([{"offer": "x"}], tmp_path / "o.txt")
 
 
-def test_catalogue_similarity_equals_pair_scores_in_any_block_size(project_root):
+def test_catalogue_similarity_equals_pair_scores_in_any_block_size(smoke_models):
     from slm4offer.data.dataset import load_catalog
     from slm4offer.model.inference import catalogue_similarity, pair_similarity
 
-    cfg = load_config("smoke", epochs=1)
+    cfg = load_config("smoke")
     model = train(cfg, "contrastive", progress=False)
     personas = build_dataset(cfg, progress=False)["test"]["persona"][:3]
     offers = [o.text for o in load_catalog(cfg.dataset_dir)][:7]
@@ -79,8 +79,8 @@ def test_catalogue_similarity_equals_pair_scores_in_any_block_size(project_root)
         assert got.shape == (3, 7) and np.allclose(got.ravel(), expected, atol=1e-5), pairs
 
 
-def test_ranking_and_reranking_refuse_an_sft_model(project_root, tmp_path, capsys):
-    cfg = load_config("smoke", epochs=1)
+def test_ranking_and_reranking_refuse_an_sft_model(smoke_models, tmp_path, capsys):
+    cfg = load_config("smoke")
     sft = train(cfg, "sft", progress=False)
     personas = tmp_path / "p.csv"
     personas.write_text("persona_id,persona\na,likes travel\n")

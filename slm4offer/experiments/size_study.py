@@ -20,9 +20,7 @@ from slm4offer.experiments import metrics
 from slm4offer.experiments.ablations import run_ablations
 from slm4offer.experiments.metrics import rate_cell
 from slm4offer.model.losses import sft_settings
-from slm4offer.model.training import train
-
-KINDS = ("sft", "contrastive")
+from slm4offer.model.training import KINDS, train
 
 
 def label(kind: str, width: int) -> str:
