@@ -27,7 +27,7 @@ help:
 	@echo "make ablations  # after make all: notebook 07, the ablations and the lambda = 1 scorer (opt-in)"
 	@echo "make new-domain # after make all: notebook 08, the whole pipeline on the ecommerce domain (opt-in)"
 	@echo "make test       # create .venv, unit tests + notebooks under nbval on the smoke profile"
-	@echo "make size-study # after make all: notebook 10, the contrastive gain at three model sizes (~45 min more)"
+	@echo "make size-study # after make all: notebook 10, the contrastive gain at three model sizes (hours on 2 cores)"
 	@echo "make tune       # opt-in, before make all: the learning-rate search of both methods on validation -> results/tuning.*"
 	@echo "make tune-size-study # opt-in: the same search at the size study's other widths (before make size-study)"
 	@echo "make check      # after make all: compare results/ with the committed ones, number by number, within tolerances"
@@ -52,10 +52,10 @@ endif
 # Notebook 07: the ablations (in-batch negatives only, the lambda = 1 model as a scorer), 3 seeds each.
 ablations: artifacts/$(PROFILE)/.ran/07_ablations
 
-# Notebook 08: the whole pipeline on the ecommerce domain, 3 seeds.
+# Notebook 08: the whole pipeline on the ecommerce domain, the profile's study_seeds (3).
 new-domain: artifacts/$(PROFILE)/.ran/08_new_domain
 
-# Notebook 10: SFT and contrastive at half, one and two times the profile's width, 3 seeds each.
+# Notebook 10: SFT and contrastive at half, one and two times the profile's width, study_seeds (3) each.
 size-study: artifacts/$(PROFILE)/.ran/10_model_size
 
 # The same grid for SFT and contrastive on a tuning seed, chosen on validation; make all trains the
