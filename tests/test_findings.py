@@ -63,7 +63,22 @@ def test_ablation_sentences_follow_holm_and_say_where_a_drop_comes_from():
     nothing_in_catalogue = findings.ablation_sentences(ablation_table(-14, 0.001, 0.0, float("nan")))
     assert nothing_in_catalogue[1] == "simulated judge, negatives: hard: none of its offers is in the catalogue."
     not_significant = findings.ablation_sentences(ablation_table(-14, 0.2, 0.70, 0.65))
-    assert "no variant differs from the main recipe" in not_significant[0] and len(not_significant) == 1
+    assert "no variant differs from its counterpart" in not_significant[0] and len(not_significant) == 1
+
+
+def test_a_scorer_row_is_read_against_the_main_recipes_scorer_not_the_main_recipe():
+    table = ablation_table(-1, 0.9, 0.95, 0.60)
+    row = {"judge": "simulated", "seeds": 1, "points_ci_low": None, "points_ci_high": None, "p_vs_main": None,
+           "p_holm": None, "points_vs_main": None, "in_catalogue_probability": 0.6}
+    table = pd.concat([table, pd.DataFrame([
+        {**row, "system": "main recipe scorer: catalogue", "mean": 0.6, "in_catalogue": 1.0},
+        {**row, "system": "λ = 1 scorer: catalogue", "mean": 0.42, "in_catalogue": 0.5, "points_vs_main": -18.0,
+         "points_ci_low": -24.0, "points_ci_high": -12.0, "p_vs_main": 0.001, "p_holm": 0.004,
+         "in_catalogue_probability": 0.7}])], ignore_index=True)
+    lines = findings.ablation_sentences(table)
+    assert "λ = 1 scorer: catalogue below the main recipe scorer: catalogue by 18.0 points" in lines[0]
+    assert "(main recipe scorer: catalogue 0%)" in lines[1]
+    assert "against the 0.600 of the main recipe scorer" in lines[1]
 
 
 def alphas(counts: dict[int, dict[str, int]]) -> pd.DataFrame:

@@ -15,6 +15,7 @@ from scipy.stats import ttest_rel
 
 from slm4offer import paper
 from slm4offer.experiments import metrics
+from slm4offer.experiments.ablations import counterpart
 from slm4offer.experiments.systems import SYSTEMS
 
 ALPHA = 0.05
@@ -228,36 +229,39 @@ def judge_agreement(tables: dict[str, pd.DataFrame], first: str = "simulated", s
     return out
 
 
-def ablation_sentences(table: pd.DataFrame, base: str = "main recipe") -> list[str]:
-    """Which variants differ from the main recipe after Holm's correction, which only before it,
-    and, for each that differs, whether the difference is in the catalogue or off it."""
+def ablation_sentences(table: pd.DataFrame) -> list[str]:
+    """Which variants differ from their counterpart (the main recipe, or for a scorer row the main
+    recipe's scorer of the same candidates) after Holm's correction, which only before it, and, for
+    each that differs, whether the difference is in the catalogue or off it."""
     out = []
     t = table.assign(system=table["system"].astype(str))
     tests = int(t["p_vs_main"].notna().sum())
     for judge in _judges(t):
-        rows = t[(t["judge"] == judge) & (t["system"] != base)]
-        main = t[(t["judge"] == judge) & (t["system"] == base)].iloc[0]
+        rows = t[(t["judge"] == judge) & t["p_vs_main"].notna()]
+        by_system = t[t["judge"] == judge].set_index("system")
         held = rows[rows["p_holm"] < ALPHA]
         raw = rows[(rows["p_vs_main"] < ALPHA) & ~(rows["p_holm"] < ALPHA)]
         seeds = int(rows["seeds"].max())
         line = (f"{judge} judge ({seeds} seed{'s' * (seeds != 1)}; {tests} tests, Holm-adjusted): "
-                + ("; ".join(f"{r.system} {'below' if r.points_vs_main < 0 else 'above'} the main recipe by "
-                             f"{abs(r.points_vs_main):.1f} points [{r.points_ci_low:+.1f}, {r.points_ci_high:+.1f}] "
+                + ("; ".join(f"{r.system} {'below' if r.points_vs_main < 0 else 'above'} the "
+                             f"{counterpart(r.system)} by {abs(r.points_vs_main):.1f} points "
+                             f"[{r.points_ci_low:+.1f}, {r.points_ci_high:+.1f}] "
                              f"(p_holm = {r.p_holm:.2g})" for r in held.itertuples())
-                   if len(held) else "no variant differs from the main recipe"))
+                   if len(held) else "no variant differs from its counterpart"))
         if len(raw):
             line += "; p < 0.05 before the correction only: " + ", ".join(raw["system"])
         if not len(held):
             line += " (none even before the correction)" if not len(raw) else ""
         out.append(line + ".")
         for r in held.itertuples():
+            ref, main = counterpart(r.system), by_system.loc[counterpart(r.system)]
             if r.in_catalogue == 0:
                 out.append(f"{judge} judge, {r.system}: none of its offers is in the catalogue.")
             elif r.in_catalogue < main["in_catalogue"] - 0.02:
                 out.append(f"{judge} judge, {r.system}: {100 * (1 - r.in_catalogue):.0f}% of its offers are not in "
-                           f"the catalogue (main recipe {100 * (1 - main['in_catalogue']):.0f}%), and its in-catalogue "
-                           f"offers have mean P(accept) {r.in_catalogue_probability:.3f} against the main recipe's "
-                           f"{main['in_catalogue_probability']:.3f}: "
+                           f"the catalogue ({ref} {100 * (1 - main['in_catalogue']):.0f}%), and its in-catalogue "
+                           f"offers have mean P(accept) {r.in_catalogue_probability:.3f} against the "
+                           f"{main['in_catalogue_probability']:.3f} of the {ref}: "
                            + ("the drop comes from off-catalogue text, not from worse targeting."
                               if r.in_catalogue_probability >= main["in_catalogue_probability"]
                               else "it both leaves the catalogue more often and targets worse within it."))

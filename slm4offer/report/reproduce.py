@@ -185,8 +185,9 @@ def ablation_rows(results: Path, tol: dict[tuple, float], notes: dict[str, str])
     cells = ", ".join(f"{r.system} {_with_tolerance(r.mean, tol['ablation', 'rate', r.system, r.judge])}"
                       + (" *" if r.p_holm < 0.05 else "") for r in t.itertuples())
     return [f"| future work: ablations | λ ∈ {{0.2, 0.5, 0.8}}, no hard negatives: not run | {t['judge'].iloc[0]} "
-            f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = differs from the main recipe, Holm-adjusted "
-            f"p < 0.05 over {int(every['p_vs_main'].notna().sum())} tests){notes.get(path.name, '')} "
+            f"judge, {int(t['seeds'].max())} seed(s): {cells} (* = differs from the main recipe, a scorer row "
+            f"from the main recipe's scorer of the same candidates, Holm-adjusted p < 0.05 over "
+            f"{int(every['p_vs_main'].notna().sum())} tests){notes.get(path.name, '')} "
             f"| `results/ablations.md` |"]
 
 
