@@ -79,7 +79,7 @@ check: $(STAMP)
 # unchanged notebook and package are not run again. Its wall time goes into results/manifest.json.
 EXECUTED = $(if $(filter default,$(PROFILE)),notebooks,figures/$(PROFILE)/notebooks)
 # A cell that runs this long is taken to hang. One cell of an opt-in notebook trains all its models
-# (the ablations: 12, most of them contrastive, about 10 minutes each on 2 cores), so the guard is hours.
+# (the ablations: 12, most of them contrastive, several minutes each on 2 cores), so the guard is hours.
 CELL_TIMEOUT ?= 21600
 
 artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
