@@ -124,6 +124,13 @@ def test_an_ablation_sign_and_a_dataset_hash_are_checked(results, tmp_path):
     edit_csv(committed / "ablations.csv", where, "mean", lambda m: main - 0.01)
     edit_csv(committed / "ablations.csv", where, "p_holm", lambda p: 0.01)
     edit_csv(results / "ablations.csv", where, "mean", lambda m: main + 0.01)
+    # a scorer row is read against the main recipe's scorer of the same candidates, not the main recipe
+    scorer, ref = "λ = 1 scorer: catalogue", "main recipe scorer: catalogue"
+    ref_mean = table.set_index(["judge", "system"]).loc[("simulated", ref), "mean"]
+    where = {"judge": "simulated", "system": scorer}
+    edit_csv(committed / "ablations.csv", where, "mean", lambda m: ref_mean - 0.01)
+    edit_csv(committed / "ablations.csv", where, "p_holm", lambda p: 0.01)
+    edit_csv(results / "ablations.csv", where, "mean", lambda m: ref_mean + 0.01)
     for folder, digest in ((committed, "a" * 64), (results, "b" * 64)):
         path = folder / "data_card_finance.json"
         card = json.loads(path.read_text())
@@ -131,6 +138,8 @@ def test_an_ablation_sign_and_a_dataset_hash_are_checked(results, tmp_path):
         path.write_text(json.dumps(card))
     failures = check.compare(committed, results).failures()
     assert (f"conclusion changed: ablation '{variant}' vs main recipe, simulated judge: committed 'worse', "
+            "now 'better'") in failures
+    assert (f"conclusion changed: ablation '{scorer}' vs {ref}, simulated judge: committed 'worse', "
             "now 'better'") in failures
     assert "conclusion changed: dataset content hash, finance: committed 'aaaaaaaaaaaaaaaa', now 'bbbbbbbbbbbbbbbb'" \
         in failures

@@ -50,6 +50,7 @@ import pandas as pd
 
 from slm4offer.config import repo_root
 from slm4offer.errors import CannotRun
+from slm4offer.experiments.ablations import counterpart
 from slm4offer.experiments.metrics import (
     METRICS,
     Metric,
@@ -278,16 +279,19 @@ def curve_conclusions(curves: pd.DataFrame) -> dict[str, str]:
 
 
 def ablation_signs(committed: Path, now: Path) -> list[Conclusion]:
-    """Signs of the ablations the committed run found significant, read in this run whatever its p."""
+    """Signs of the ablations the committed run found significant, read in this run whatever its p,
+    each against its counterpart (the main recipe, or for a scorer row the main recipe's scorer)."""
     c, n = pd.read_csv(committed / "ablations.csv"), pd.read_csv(now / "ablations.csv")
     out = []
     for r in c[c["p_holm"] < 0.05].itertuples():
-        def sign(t, judge=r.judge, system=r.system):
+        ref = counterpart(r.system)
+
+        def sign(t, judge=r.judge, system=r.system, ref=ref):
             rows = t[t["judge"] == judge].set_index("system")["mean"]
-            if system not in rows.index or "main recipe" not in rows.index:
+            if system not in rows.index or ref not in rows.index:
                 return "missing"
-            return "worse" if rows[system] < rows["main recipe"] else "better"
-        out.append(Conclusion(f"ablation '{r.system}' vs main recipe, {r.judge} judge", sign(c), sign(n)))
+            return "worse" if rows[system] < rows[ref] else "better"
+        out.append(Conclusion(f"ablation '{r.system}' vs {ref}, {r.judge} judge", sign(c), sign(n)))
     return out
 
 
