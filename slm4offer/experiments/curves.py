@@ -8,7 +8,7 @@ import dataclasses
 import pandas as pd
 
 from slm4offer.config import Config
-from slm4offer.model.training import train
+from slm4offer.model.training import KINDS, train
 
 
 def epoch_table(log_history: list[dict]) -> pd.DataFrame:
@@ -50,13 +50,13 @@ def stabilisation(tables: dict[str, pd.DataFrame], tol: float = 0.01, window: in
     return pd.DataFrame(rows)
 
 
-def selected_epochs(cfg: Config, seeds: list[int], kinds: tuple[str, ...] = ("sft", "contrastive")) -> pd.DataFrame:
+def selected_epochs(cfg: Config, seeds: list[int]) -> pd.DataFrame:
     """Per model (kind, training seed): the learning rate it trained with, the epoch selection kept,
     its validation criterion, and the epochs run against the cap. A kept epoch at the cap is a run
     still improving when it had to stop; models are loaded from the cache, or trained."""
     rows = []
     for seed in seeds:
-        for kind in kinds:
+        for kind in KINDS:
             info = train(dataclasses.replace(cfg, train_seed=seed), kind, progress=False).info
             chosen, tuning = info["selection"], info.get("tuning", {})
             rows.append({"kind": kind, "seed": seed, "learning rate": tuning.get("learning_rate", cfg.learning_rate),

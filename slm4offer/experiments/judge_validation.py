@@ -25,6 +25,7 @@ from slm4offer.data.userdata import VOCABULARY, DataValidationError, outcome, re
 from slm4offer.errors import InvalidValue
 from slm4offer.judges import Judge, check_judge, make_judge
 from slm4offer.model.generation import generate
+from slm4offer.model.training import KINDS
 from slm4offer.stats import Agreement, agreement
 
 LABEL_COLUMNS = ("persona_id", "offer", "label")
@@ -44,7 +45,7 @@ def validation_sample(cfg: Config, n: int | None = None, progress: bool = True) 
     """`n` (default `judge_samples`) pairs drawn from the SFT and contrastive offers of the first
     training seed for the test personas; all of them when there are fewer."""
     pool = []
-    for kind in ("sft", "contrastive"):
+    for kind in KINDS:
         for row in generate(cfg, kind, split="test", progress=progress):
             pool.append({"persona_id": row["persona_id"], "persona": row["persona"], "offer": row["offer"],
                          "source": kind})

@@ -254,7 +254,8 @@ def ablation_sentences(table: pd.DataFrame) -> list[str]:
             line += " (none even before the correction)" if not len(raw) else ""
         out.append(line + ".")
         for r in held.itertuples():
-            ref, main = counterpart(r.system), by_system.loc[counterpart(r.system)]
+            ref = counterpart(r.system)
+            main = by_system.loc[ref]
             if r.in_catalogue == 0:
                 out.append(f"{judge} judge, {r.system}: none of its offers is in the catalogue.")
             elif r.in_catalogue < main["in_catalogue"] - 0.02:
