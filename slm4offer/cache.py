@@ -81,7 +81,14 @@ def code_digest(files: tuple[str, ...]) -> str:
 
 
 def _meaning(path: Path) -> str:
-    tree = ast.parse(path.read_text(), filename=str(path))
+    return _source_meaning(path.read_text(), str(path))
+
+
+@functools.lru_cache(maxsize=64)
+def _source_meaning(source: str, filename: str) -> str:
+    """The syntax tree of `source` without docstrings, dumped; memoised on the text, because every
+    cache lookup hashes a stage's modules and parsing them costs a tenth of a second."""
+    tree = ast.parse(source, filename=filename)
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
         if (isinstance(node, ast.Module | ast.ClassDef | ast.FunctionDef | ast.AsyncFunctionDef) and body

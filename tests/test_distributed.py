@@ -8,6 +8,7 @@ LOSS_RTOL for the losses and GRAD_NORM_RTOL for the gradient norm (measured on t
 drawn per process. What needs a GPU (NCCL, bf16 on a GPU, moving models to CUDA) is not run here.
 """
 
+import dataclasses
 import json
 import os
 import socket
@@ -20,6 +21,7 @@ import torch
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
+from slm4offer.model.generation import generate
 from slm4offer.model.training import last_batches_reach_every_process, train, training_arguments
 from slm4offer.runtime import resolve_device
 
@@ -114,14 +116,17 @@ def test_devices_are_checked():
 def test_bf16_runs_the_loss_in_autocast_and_tensorboard_logs_beside_the_model():
     cfg = load_config("smoke", init="scratch", epochs=1, dropout=0.0)
     fp32 = train(cfg, "contrastive", progress=False)
-    bf16 = train(load_config("smoke", init="scratch", epochs=1, dropout=0.0, bf16=True, report_to="tensorboard"),
-                 "contrastive", progress=False)
+    bf16_cfg = load_config("smoke", init="scratch", epochs=1, dropout=0.0, bf16=True, report_to="tensorboard")
+    bf16 = train(bf16_cfg, "contrastive", progress=False)
     first = [next(x for x in r.log_history if "ce" in x) for r in (fp32, bf16)]
     # autocast reached the loss (one forward call): bfloat16's 8-bit mantissa moves it, a little
     assert first[1]["ce"] != first[0]["ce"]
     assert first[1]["ce"] == pytest.approx(first[0]["ce"], rel=0.02)
     assert list((bf16.path.parent / "runs").glob("events.out.tfevents.*"))
     assert not (fp32.path.parent / "runs").exists()  # report_to defaults to none
+    # generation and reranking under autocast too
+    rows = generate(dataclasses.replace(bf16_cfg, rerank_candidates=2), "contrastive", progress=False)
+    assert rows and all(r["offer"] in r["candidates"] and len(r["similarities"]) == 2 for r in rows)
 
 
 def test_only_train_runs_on_several_processes(monkeypatch, capsys):
