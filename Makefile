@@ -11,6 +11,9 @@ STAMP := $(VENV)/.installed-stamp
 # The one torch pin lives in pyproject.toml; it is installed alone first so that pip never
 # pulls a multi-GB CUDA build to satisfy it.
 TORCH_PIN := $(shell grep -o '"torch==[0-9.]*"' pyproject.toml | tr -d '"')
+# The rest goes in with uv, which resolves the same versions as pip (checked: equal `pip freeze`)
+# in a tenth of the time; it keeps the torch already there, since the pin is satisfied.
+UV_PIN := uv==0.13.9
 # Opt-in notebooks have their own targets: with five seeds per model the headline fills `make all`'s
 # 90-minute budget, so breadth (ablations, a second domain, model sizes) comes after it.
 OPT_IN := notebooks/07_ablations.ipynb notebooks/08_new_domain.ipynb notebooks/10_model_size.ipynb
@@ -41,7 +44,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet "$(UV_PIN)"
+	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev]"
 	touch $@
 
 all: $(RUN_STAMPS)

@@ -1,9 +1,10 @@
 """Every test writes its artifacts, figures and results under a temp project root.
 
-A test to which trained smoke models are a means, not the subject, asks for `smoke_models`: the
-smoke world's datasets, learned judges and seed-0 SFT and contrastive models (finance and
-ecommerce), trained once per test session and copied into its root, where the stage cache finds
-them. Tests of training and caching themselves train their own."""
+The smoke world's datasets and learned judges (finance and ecommerce) and its seed-0 SFT and
+contrastive models are made once per test session, in template roots that xdist workers share.
+A test to which they are a means, not the subject, copies them into its root, where the stage
+cache finds them: `smoke_data` (datasets and judges; tests of training train their own models on
+them) or `smoke_models` (the models too). Tests of datasets, judges and caching build their own."""
 
 import os
 import shutil
@@ -13,6 +14,7 @@ import pytest
 
 from slm4offer.config import PROFILE_ENV, ROOT_ENV, load_config
 from slm4offer.files import locked
+from slm4offer.judges import make_judge
 from slm4offer.model.training import KINDS, train
 
 SMOKE_MODEL_DOMAINS = ("finance", "ecommerce")
@@ -25,28 +27,52 @@ def project_root(tmp_path, monkeypatch):
     return tmp_path
 
 
-@pytest.fixture(scope="session")
-def smoke_template(tmp_path_factory) -> Path:
-    """A project root holding the smoke models, built by the first test worker that needs it; the
+def built_once(tmp_path_factory, name: str, build) -> Path:
+    """A template root `name`, built by `build(root)` in the first test worker that needs it; the
     others wait for it (a session's workers share the parent of their temp folders)."""
     own = tmp_path_factory.getbasetemp()
-    root = (own.parent if os.environ.get("PYTEST_XDIST_WORKER") else own) / "smoke-template"
+    root = (own.parent if os.environ.get("PYTEST_XDIST_WORKER") else own) / name
     with locked(root), pytest.MonkeyPatch.context() as mp:
         if not (root / "built").is_file():
             mp.setenv(ROOT_ENV, str(root))
             mp.delenv(PROFILE_ENV, raising=False)
-            for domain in SMOKE_MODEL_DOMAINS:
-                for kind in KINDS:
-                    train(load_config("smoke", domain=domain), kind, progress=False)
+            root.mkdir(exist_ok=True)
+            build(root)
             (root / "built").touch()
     return root
 
 
-def copy_smoke_models(template: Path, root: Path) -> None:
+def copy_smoke_artifacts(template: Path, root: Path) -> None:
     shutil.copytree(template / "artifacts", root / "artifacts", dirs_exist_ok=True)
+
+
+@pytest.fixture(scope="session")
+def smoke_data_template(tmp_path_factory) -> Path:
+    def build(root: Path) -> None:
+        for domain in SMOKE_MODEL_DOMAINS:
+            make_judge(load_config("smoke", domain=domain), "learned", progress=False)  # builds the dataset first
+
+    return built_once(tmp_path_factory, "smoke-data", build)
+
+
+@pytest.fixture(scope="session")
+def smoke_template(tmp_path_factory, smoke_data_template) -> Path:
+    def build(root: Path) -> None:
+        copy_smoke_artifacts(smoke_data_template, root)
+        for domain in SMOKE_MODEL_DOMAINS:
+            for kind in KINDS:
+                train(load_config("smoke", domain=domain), kind, progress=False)
+
+    return built_once(tmp_path_factory, "smoke-template", build)
+
+
+@pytest.fixture
+def smoke_data(project_root, smoke_data_template) -> Path:
+    copy_smoke_artifacts(smoke_data_template, project_root)
+    return project_root
 
 
 @pytest.fixture
 def smoke_models(project_root, smoke_template) -> Path:
-    copy_smoke_models(smoke_template, project_root)
+    copy_smoke_artifacts(smoke_template, project_root)
     return project_root

@@ -1,9 +1,9 @@
 """One smoke training run, recording every file and folder each process writes.
 
 Run by tests/test_distributed.py alone (`python`) and under `torchrun --nproc-per-node 2`:
-python tests/ddp_train.py WRITES_PREFIX KIND [config overrides as key=value ...]
+python tests/ddp_train.py WRITES_PREFIX KIND[,KIND ...] [config overrides as key=value ...]
 Process r appends each path it writes (slm4offer.files.write_text / atomic_dir) to
-WRITES_PREFIX.r; the model's folder is printed by the main process.
+WRITES_PREFIX.r; the main process prints each model's folder on a line of its own, "model: PATH".
 """
 
 import os
@@ -40,8 +40,9 @@ from slm4offer.config import load_config  # noqa: E402
 from slm4offer.model.training import train  # noqa: E402
 
 if __name__ == "__main__":
-    kind, overrides = sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])
+    kinds, overrides = sys.argv[2].split(","), dict(a.split("=", 1) for a in sys.argv[3:])
     typed = {k: float(v) if "." in v else int(v) if v.isdigit() else v for k, v in overrides.items()}
-    result = train(load_config("smoke", init="scratch", **typed), kind, progress=False)
-    if os.environ.get("RANK", "0") == "0":
-        print(result.path.parent)
+    for kind in kinds:
+        result = train(load_config("smoke", init="scratch", **typed), kind, progress=False)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"model: {result.path.parent}", flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import built_once
 
 from slm4offer.cli import main
 from slm4offer.config import load_config
@@ -36,35 +37,51 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _run(root: Path, kind: str, processes: int) -> tuple[Path, dict[int, list[str]]]:
-    """Train in its own project root; the model folder and the paths each process wrote."""
-    root.mkdir()
-    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", str(processes),
-                "--master-addr", "127.0.0.1", "--master-port", str(_free_port())] if processes > 1 else [sys.executable]
+def _launch_two(root: Path, kinds: tuple[str, ...]) -> None:
+    """Train `kinds` on two processes in project root `root`; each process lists the paths it
+    wrote in writes.<rank>, and models.txt lists the model folders."""
+    launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
+                "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
     env = {**os.environ, "SLM4OFFER_ROOT": str(root), "GLOO_SOCKET_IFNAME": "lo"}  # loopback only
-    done = subprocess.run([*launcher, str(HELPER), str(root / "writes"), kind, *SETTINGS], env=env,
+    done = subprocess.run([*launcher, str(HELPER), str(root / "writes"), ",".join(kinds), *SETTINGS], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
+    models = [line.removeprefix("model: ") for line in done.stdout.splitlines() if line.startswith("model: ")]
+    assert len(models) == len(kinds), done.stdout[-3000:]
+    (root / "models.txt").write_text("\n".join(models))
+
+
+@pytest.fixture(scope="session")
+def two_processes(tmp_path_factory) -> tuple[dict[str, Path], dict[int, list[str]]]:
+    """Both kinds trained by one two-process launch, shared by the test workers (the launch and
+    its imports cost more than a smoke model)."""
+    kinds = ("sft", "contrastive")
+    root = built_once(tmp_path_factory, "two-processes", lambda root: _launch_two(root, kinds))
+    models = [Path(line) for line in (root / "models.txt").read_text().splitlines()]
     writes = {int(f.suffix[1:]): f.read_text().splitlines() for f in root.glob("writes.*")}
-    return Path(done.stdout.strip().splitlines()[-1]), writes
+    return dict(zip(kinds, models, strict=True)), writes
 
 
 def _log(model: Path) -> list[dict]:
     return json.loads((model / "final" / "training_log.json").read_text())
 
 
-@pytest.mark.parametrize("kind", ["sft", "contrastive"])
-def test_two_processes_train_as_one_on_the_same_global_batches(tmp_path, kind):
-    one, _ = _run(tmp_path / "one", kind, 1)
-    two, writes = _run(tmp_path / "two", kind, 2)
-
-    # only the main process wrote, and each artifact once
+def test_only_the_main_process_writes_each_artifact_once(two_processes):
+    models, writes = two_processes
     assert list(writes) == [0]
     assert len(writes[0]) == len(set(writes[0]))
     written = {Path(p).name for p in writes[0]}
     assert {"initial", "final"} <= written and any(n.startswith("dataset-") for n in written)
-    assert sorted(p.name for p in two.iterdir()) == ["final", "initial"]  # no checkpoints/, no temp folders
-    assert json.loads((two / "final" / "training_info.json").read_text())["processes"] == 2
+    for two in models.values():
+        assert sorted(p.name for p in two.iterdir()) == ["final", "initial"]  # no checkpoints/, no temp folders
+        assert json.loads((two / "final" / "training_info.json").read_text())["processes"] == 2
+
+
+@pytest.mark.parametrize("kind", ["sft", "contrastive"])
+def test_two_processes_train_as_one_on_the_same_global_batches(two_processes, smoke_data, kind):
+    two = two_processes[0][kind]
+    overrides = {k: float(v) if "." in v else int(v) for k, v in (x.split("=") for x in SETTINGS)}
+    one = train(load_config("smoke", init="scratch", **overrides), kind, progress=False).path.parent
     assert json.loads((one / "final" / "training_info.json").read_text())["processes"] == 1
 
     steps_one, steps_two = _log(one), _log(two)
@@ -113,7 +130,7 @@ def test_devices_are_checked():
             resolve_device("cuda:0")
 
 
-def test_bf16_runs_the_loss_in_autocast_and_tensorboard_logs_beside_the_model():
+def test_bf16_runs_the_loss_in_autocast_and_tensorboard_logs_beside_the_model(smoke_data):
     cfg = load_config("smoke", init="scratch", epochs=1, dropout=0.0)
     fp32 = train(cfg, "contrastive", progress=False)
     bf16_cfg = load_config("smoke", init="scratch", epochs=1, dropout=0.0, bf16=True, report_to="tensorboard")

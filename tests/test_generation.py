@@ -2,7 +2,7 @@ import json
 
 import numpy as np
 import pytest
-from conftest import copy_smoke_models
+from conftest import copy_smoke_artifacts
 
 from slm4offer.config import load_config
 from slm4offer.data.dataset import build_dataset
@@ -15,7 +15,7 @@ from slm4offer.model.training import train
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, smoke_template):
     root = tmp_path_factory.mktemp("root")
-    copy_smoke_models(smoke_template, root)
+    copy_smoke_artifacts(smoke_template, root)
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("SLM4OFFER_ROOT", str(root))
         cfg = load_config("smoke")

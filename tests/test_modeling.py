@@ -91,7 +91,7 @@ def test_pooling_reads_only_unmasked_positions():
     assert torch.equal(eos[0], states[0, 1]) and torch.equal(eos[1], states[1, 2])
 
 
-def test_training_from_a_pretrained_folder_records_it(tmp_path):
+def test_training_from_a_pretrained_folder_records_it(tmp_path, smoke_data):
     from slm4offer.model.training import train
 
     _tiny_t5_folder(tmp_path / "tiny-t5")

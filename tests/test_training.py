@@ -2,6 +2,7 @@ import json
 
 import pytest
 import torch
+from conftest import copy_smoke_artifacts
 from transformers import TrainerCallback
 
 from slm4offer.config import load_config
@@ -77,7 +78,7 @@ def test_missing_model_path_fails_before_training(project_root):
     assert not (project_root / "artifacts").exists()
 
 
-def test_contrastive_logs_its_loss_parts_and_is_cached(project_root):
+def test_contrastive_logs_its_loss_parts_and_is_cached(smoke_data):
     result = train(smoke(), "contrastive", progress=False)
     steps = [log for log in result.log_history if "loss" in log and "eval_loss" not in log]
     assert steps and all({"ce", "infonce"} <= log.keys() for log in steps)
@@ -91,7 +92,7 @@ def test_contrastive_logs_its_loss_parts_and_is_cached(project_root):
     assert train(smoke(), "contrastive", progress=False).path == result.path  # read back, not retrained
 
 
-def test_sft_is_lambda_zero_and_probes_infonce_on_validation(project_root):
+def test_sft_is_lambda_zero_and_probes_infonce_on_validation(smoke_data):
     result = train(smoke(), "sft", progress=False)
     assert result.info["provenance"]["config"]["lam"] == 0.0
     assert not any("infonce" in log for log in result.log_history if "loss" in log and "eval_loss" not in log)
@@ -99,17 +100,20 @@ def test_sft_is_lambda_zero_and_probes_infonce_on_validation(project_root):
         assert log["eval_loss"] == pytest.approx(log["eval_ce"], rel=1e-6) and "eval_infonce" in log
 
 
-def test_same_seed_same_result(tmp_path, monkeypatch):
+def test_same_seed_same_result(tmp_path, monkeypatch, smoke_data_template):
     runs = []
     for name in ("a", "b"):
+        copy_smoke_artifacts(smoke_data_template, tmp_path / name)
         monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path / name))
-        runs.append(train(smoke(), "contrastive", progress=False))
+        runs.append(train(smoke(epochs=1), "contrastive", progress=False))
     assert _eval_logs(runs[0]) == _eval_logs(runs[1])
-    other = train(smoke(train_seed=1), "contrastive", progress=False)
+    other = train(smoke(epochs=1, train_seed=1), "contrastive", progress=False)
     assert _eval_logs(other) != _eval_logs(runs[0])
 
 
-def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch, smoke_data_template):
+    for name in ("whole", "killed"):
+        copy_smoke_artifacts(smoke_data_template, tmp_path / name)
     monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path / "whole"))  # both checkpoint and evaluate every 10 steps
     whole = train(smoke(), "contrastive", progress=False, checkpoint_every=10)
     monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path / "killed"))
@@ -123,12 +127,11 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         assert torch.equal(a, b), name
 
 
-def test_the_kept_model_is_the_best_epoch_on_the_validation_criterion(tmp_path, monkeypatch, caplog):
+def test_the_kept_model_is_the_best_epoch_on_the_validation_criterion(smoke_data, caplog):
     """Selection keeps the epoch with the highest criterion (the first of equals), the kept weights
     score exactly that, and early stopping ends the run `early_stopping_patience` epochs later."""
     from slm4offer.model.selection import CRITERION, ValidationCriterion
 
-    monkeypatch.setenv("SLM4OFFER_ROOT", str(tmp_path))
     cfg = smoke(epochs=6, early_stopping_patience=1, learning_rate=3e-3)
     result = train(cfg, "contrastive", progress=False)
     selection = result.info["selection"]

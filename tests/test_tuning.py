@@ -52,7 +52,7 @@ def test_the_tuning_seed_is_never_an_evaluation_seed():
                              tuning.points()[0])
 
 
-def test_a_search_trains_each_kind_at_each_point_and_an_equal_compute_sft(project_root, monkeypatch):
+def test_a_search_trains_each_kind_at_each_point_and_an_equal_compute_sft(smoke_data, monkeypatch):
     monkeypatch.setattr(tuning, "GRID", {"learning_rate": (3e-3,)})
     cfg = load_config("smoke", epochs=1)
     table = tuning.run_search(cfg, [cfg.d_model], progress=False)
