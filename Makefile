@@ -12,7 +12,9 @@ STAMP := $(VENV)/.installed-stamp
 # pulls a multi-GB CUDA build to satisfy it.
 TORCH_PIN := $(shell grep -o '"torch==[0-9.]*"' pyproject.toml | tr -d '"')
 # The rest goes in with uv, which resolves the same versions as pip (checked: equal `pip freeze`)
-# in a tenth of the time; it keeps the torch already there, since the pin is satisfied.
+# in a fraction of the time; it keeps the torch already there, since the pin is satisfied. It
+# compiles bytecode as pip does: where PYTHONDONTWRITEBYTECODE is set, every import would otherwise
+# compile transformers anew (5 s more a process).
 UV_PIN := uv==0.13.9
 # Opt-in notebooks have their own targets: with five seeds per model the headline fills `make all`'s
 # 90-minute budget, so breadth (ablations, a second domain, model sizes) comes after it.
@@ -45,7 +47,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet "$(TORCH_PIN)"
 	$(BIN)/python -m pip install --quiet "$(UV_PIN)"
-	$(BIN)/python -m uv pip install --quiet --python $(BIN)/python -e ".[dev]"
+	$(BIN)/python -m uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[dev]"
 	touch $@
 
 all: $(RUN_STAMPS)

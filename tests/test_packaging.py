@@ -33,7 +33,7 @@ def test_makefile_installs_the_pyproject_torch_first():
     makefile = (ROOT / "Makefile").read_text()
     assert "grep -o '\"torch==[0-9.]*\"' pyproject.toml" in makefile
     torch_line = makefile.index('pip install --quiet "$(TORCH_PIN)"')
-    assert torch_line < makefile.index('uv pip install --quiet --python $(BIN)/python -e ".[dev]"')
+    assert torch_line < makefile.index('uv pip install --quiet --compile-bytecode --python $(BIN)/python -e ".[dev]"')
 
 
 def test_ci_runs_exactly_the_readme_test_command():
