@@ -76,3 +76,26 @@ def smoke_data(project_root, smoke_data_template) -> Path:
 def smoke_models(project_root, smoke_template) -> Path:
     copy_smoke_artifacts(smoke_template, project_root)
     return project_root
+
+
+# `make test` runs the notebooks under nbval in the same session as the unit tests (`--dist
+# loadgroup`), so that neither waits for the other's slowest item. A notebook's cells share one
+# kernel: each notebook is one group, kept on one worker. The slowest notebooks on the smoke
+# profile go out first (03 first: 10, 07 and the small ones reuse its models), the unit tests fill
+# the gaps.
+SLOW_NOTEBOOKS_FIRST = ("03_contrastive_finetuning", "08_new_domain", "10_model_size", "07_ablations",
+                        "09_your_own_data")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
+def pytest_collection_modifyitems(items):
+    def order(item) -> tuple[int, int]:
+        if item.path.suffix != ".ipynb":
+            return 2, 0
+        stem = item.path.stem
+        return (0, SLOW_NOTEBOOKS_FIRST.index(stem)) if stem in SLOW_NOTEBOOKS_FIRST else (1, 0)
+
+    for item in items:
+        if item.path.suffix == ".ipynb":
+            item.add_marker(pytest.mark.xdist_group(item.path.stem))
+    items.sort(key=order)  # stable: cells keep their order, as do the unit tests
