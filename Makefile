@@ -99,15 +99,15 @@ artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
 	touch $@
 
 # Tests run in parallel, one torch thread per worker, the unit tests and the notebooks (under nbval,
-# on the smoke profile) in one session so that the two workers stay busy to the end. Every unit test
-# has its own project root, so any worker may take any of them; a notebook's cells share one kernel,
-# so they stay together on one worker (an xdist group each, tests/conftest.py). One thread each,
-# because two workers of two threads on two cores are far slower than either alone.
+# on the smoke profile) in one session so that the two workers stay busy to the end. A notebook's
+# cells share one kernel, so each notebook goes to one worker whole (loadscope), as does each test
+# module; the slowest notebooks go first (tests/conftest.py). One thread each, because two workers
+# of two threads on two cores are far slower than either alone.
 TEST_WORKERS ?= auto
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --maxprocesses 4
 test: $(STAMP)
 	SLM4OFFER_PROFILE=smoke OMP_NUM_THREADS=1 $(BIN)/python -m pytest -q $(PYTEST_PARALLEL) \
-		--dist loadgroup --no-loadscope-reorder --nbval-lax --nbval-current-env -p no:cacheprovider tests notebooks
+		--dist loadscope --no-loadscope-reorder --nbval-lax --nbval-current-env -p no:cacheprovider tests notebooks
 
 # Performance lives here, not in tests: every number in results/bench.* is measured in one run.
 bench: $(STAMP)

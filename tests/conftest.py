@@ -79,15 +79,14 @@ def smoke_models(project_root, smoke_template) -> Path:
 
 
 # `make test` runs the notebooks under nbval in the same session as the unit tests (`--dist
-# loadgroup`), so that neither waits for the other's slowest item. A notebook's cells share one
-# kernel: each notebook is one group, kept on one worker. The slowest notebooks on the smoke
-# profile go out first (03 first: 10, 07 and the small ones reuse its models), the unit tests fill
-# the gaps.
+# loadscope`: a notebook's cells share one kernel, so a notebook goes to one worker whole, as does a
+# test module), so that neither waits for the other's slowest item. The slowest notebooks on the
+# smoke profile go out first (03 first: 10, 07 and the small ones reuse its models); the unit tests
+# fill the gaps.
 SLOW_NOTEBOOKS_FIRST = ("03_contrastive_finetuning", "08_new_domain", "10_model_size", "07_ablations",
                         "09_your_own_data")
 
 
-@pytest.hookimpl(tryfirst=True)  # before xdist names the groups
 def pytest_collection_modifyitems(items):
     def order(item) -> tuple[int, int]:
         if item.path.suffix != ".ipynb":
@@ -95,7 +94,4 @@ def pytest_collection_modifyitems(items):
         stem = item.path.stem
         return (0, SLOW_NOTEBOOKS_FIRST.index(stem)) if stem in SLOW_NOTEBOOKS_FIRST else (1, 0)
 
-    for item in items:
-        if item.path.suffix == ".ipynb":
-            item.add_marker(pytest.mark.xdist_group(item.path.stem))
     items.sort(key=order)  # stable: cells keep their order, as do the unit tests
