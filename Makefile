@@ -101,7 +101,7 @@ artifacts/$(PROFILE)/.ran/%: notebooks/%.ipynb $(PACKAGE_SOURCES) $(STAMP)
 # Tests run in parallel, one torch thread per worker, the unit tests and the notebooks (under nbval,
 # on the smoke profile) in one session so that the two workers stay busy to the end. A notebook's
 # cells share one kernel, so each notebook goes to one worker whole (loadscope), as does each test
-# module; the slowest notebooks go first (tests/conftest.py). One thread each, because two workers
+# module; the slowest go first (tests/conftest.py). One thread each, because two workers
 # of two threads on two cores are far slower than either alone.
 TEST_WORKERS ?= auto
 PYTEST_PARALLEL := -n $(TEST_WORKERS) --maxprocesses 4

@@ -80,18 +80,18 @@ def smoke_models(project_root, smoke_template) -> Path:
 
 # `make test` runs the notebooks under nbval in the same session as the unit tests (`--dist
 # loadscope`: a notebook's cells share one kernel, so a notebook goes to one worker whole, as does a
-# test module), so that neither waits for the other's slowest item. The slowest notebooks on the
-# smoke profile go out first (03 first: 10, 07 and the small ones reuse its models); the unit tests
-# fill the gaps.
-SLOW_NOTEBOOKS_FIRST = ("03_contrastive_finetuning", "08_new_domain", "10_model_size", "07_ablations",
-                        "09_your_own_data")
+# test module), so that neither waits for the other's slowest item. The slowest scopes on the smoke
+# profile go out first, the rest fill the gaps, so that the session does not end on one long scope:
+# the notebooks (03 first: 10, 07 and the small ones reuse its models), then the slowest modules.
+SLOW_FIRST = ("03_contrastive_finetuning", "08_new_domain", "10_model_size", "07_ablations", "09_your_own_data",
+              "test_training", "test_distributed", "test_paper_shape", "test_bench", "test_evaluation")
 
 
 def pytest_collection_modifyitems(items):
     def order(item) -> tuple[int, int]:
-        if item.path.suffix != ".ipynb":
-            return 2, 0
         stem = item.path.stem
-        return (0, SLOW_NOTEBOOKS_FIRST.index(stem)) if stem in SLOW_NOTEBOOKS_FIRST else (1, 0)
+        if stem in SLOW_FIRST:
+            return 0, SLOW_FIRST.index(stem)
+        return (1, 0) if item.path.suffix == ".ipynb" else (2, 0)
 
-    items.sort(key=order)  # stable: cells keep their order, as do the unit tests
+    items.sort(key=order)  # stable: cells keep their order, as do the tests of a module
