@@ -1,6 +1,6 @@
 """One smoke training run, recording every file and folder each process writes.
 
-Run by tests/test_distributed.py alone (`python`) and under `torchrun --nproc-per-node 2`:
+Run by tests/test_distributed.py under `torchrun --nproc-per-node 2`:
 python tests/ddp_train.py WRITES_PREFIX KIND[,KIND ...] [config overrides as key=value ...]
 Process r appends each path it writes (slm4offer.files.write_text / atomic_dir) to
 WRITES_PREFIX.r; the main process prints each model's folder on a line of its own, "model: PATH".

@@ -8,8 +8,7 @@ from pathlib import Path
 BENCH = Path(__file__).parents[1] / "benchmarks" / "bench_training.py"
 
 
-def test_bench_reports_steps_profile_generation_and_user_data(smoke_data):
-    project_root = smoke_data
+def test_bench_reports_steps_profile_generation_and_user_data(project_root, smoke_data):
     done = subprocess.run([sys.executable, str(BENCH), "--profile", "smoke", "--repeats", "1", "--personas", "4",
                            "--log-rows", "2000", "--labels-mb", "0.2"], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

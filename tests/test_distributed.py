@@ -141,7 +141,7 @@ def test_bf16_runs_the_loss_in_autocast_and_tensorboard_logs_beside_the_model(sm
     assert first[1]["ce"] == pytest.approx(first[0]["ce"], rel=0.02)
     assert list((bf16.path.parent / "runs").glob("events.out.tfevents.*"))
     assert not (fp32.path.parent / "runs").exists()  # report_to defaults to none
-    # generation and reranking under autocast too
+    # the model trained under autocast generates and reranks (inference runs in fp32)
     rows = generate(dataclasses.replace(bf16_cfg, rerank_candidates=2), "contrastive", progress=False)
     assert rows and all(r["offer"] in r["candidates"] and len(r["similarities"]) == 2 for r in rows)
 
