@@ -28,7 +28,7 @@ from slm4offer.runtime import resolve_device
 
 HELPER = Path(__file__).with_name("ddp_train.py")
 FIRST_STEP_RTOL, LOSS_RTOL, GRAD_NORM_RTOL = 1e-5, 2e-4, 5e-3
-SETTINGS = ["dropout=0.0", "epochs=1", "logs_per_epoch=1000"]  # a log line per step
+SETTINGS = {"dropout": 0.0, "epochs": 1, "logs_per_epoch": 1000}  # a log line per step
 
 
 def _free_port() -> int:
@@ -43,7 +43,8 @@ def _launch_two(root: Path, kinds: tuple[str, ...]) -> None:
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nnodes", "1", "--nproc-per-node", "2",
                 "--master-addr", "127.0.0.1", "--master-port", str(_free_port())]
     env = {**os.environ, "SLM4OFFER_ROOT": str(root), "GLOO_SOCKET_IFNAME": "lo"}  # loopback only
-    done = subprocess.run([*launcher, str(HELPER), str(root / "writes"), ",".join(kinds), *SETTINGS], env=env,
+    done = subprocess.run([*launcher, str(HELPER), str(root / "writes"), ",".join(kinds),
+                           *(f"{k}={v}" for k, v in SETTINGS.items())], env=env,
                           capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     models = [line.removeprefix("model: ") for line in done.stdout.splitlines() if line.startswith("model: ")]
@@ -80,8 +81,7 @@ def test_only_the_main_process_writes_each_artifact_once(two_processes):
 @pytest.mark.parametrize("kind", ["sft", "contrastive"])
 def test_two_processes_train_as_one_on_the_same_global_batches(two_processes, smoke_data, kind):
     two = two_processes[0][kind]
-    overrides = {k: float(v) if "." in v else int(v) for k, v in (x.split("=") for x in SETTINGS)}
-    one = train(load_config("smoke", init="scratch", **overrides), kind, progress=False).path.parent
+    one = train(load_config("smoke", init="scratch", **SETTINGS), kind, progress=False).path.parent
     assert json.loads((one / "final" / "training_info.json").read_text())["processes"] == 1
 
     steps_one, steps_two = _log(one), _log(two)
